@@ -1,0 +1,240 @@
+//! The in-memory segment store: what viewers are served from.
+//!
+//! Per stream ([`StreamMedia`], one publish session = one epoch) and per rendition and format
+//! ([`TrackStore`]): the init segment, a ring of recent segments and LL-HLS parts as
+//! [`bytes::Bytes`], and the media playlist rendered once per new part. HTTP handlers look a
+//! track up in a concurrent map and clone the `Bytes` they need; a blocking playlist reload waits
+//! on the track's `watch` channel. Nothing here is an actor: the packagers write, handlers read.
+//!
+//! Invariants: a track's media sequence numbers only grow; a segment's bytes never change once
+//! published; URIs carry the epoch (`{epoch}-{msn}.m4s`), so names never repeat across
+//! publish sessions.
+
+mod naming;
+mod render;
+mod track;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+
+pub use naming::{parse_media_name, MediaName};
+pub use render::master_playlist;
+pub use track::{Part, PartLookup, Segment, TrackFormat, TrackInfo, TrackKind, TrackStore};
+
+use crate::types::{Epoch, RenditionId, StreamName};
+
+/// Packaging parameters shared by every track of a stream.
+#[derive(Debug, Clone)]
+pub struct MediaConfig {
+    /// Segments are cut at the first keyframe at or after this duration.
+    pub segment_target: Duration,
+    /// LL-HLS PART-TARGET.
+    pub part_target: Duration,
+    /// Complete segments listed in playlists (the live window).
+    pub window_segments: usize,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        Self {
+            segment_target: Duration::from_secs(2),
+            part_target: Duration::from_millis(200),
+            window_segments: 6,
+        }
+    }
+}
+
+/// All tracks of one publish session of one stream.
+#[derive(Debug)]
+pub struct StreamMedia {
+    /// The stream.
+    pub name: StreamName,
+    /// The publish session.
+    pub epoch: Epoch,
+    /// Packaging parameters.
+    pub config: MediaConfig,
+    /// Wall clock (Unix ms) at media time zero; 0 until the first keyframe arrived.
+    start_wall_ms: AtomicI64,
+    /// CMAF tracks (video renditions and the shared audio track), in master-playlist order.
+    cmaf: RwLock<Vec<Arc<TrackStore>>>,
+    /// MPEG-TS renditions.
+    ts: RwLock<Vec<Arc<TrackStore>>>,
+    /// The DASH MPD, re-rendered whenever a CMAF segment completes.
+    mpd: Mutex<Option<Bytes>>,
+    /// The publisher is gone; playlists carry ENDLIST.
+    ended: AtomicBool,
+}
+
+impl StreamMedia {
+    /// A new, empty session.
+    pub fn new(name: StreamName, epoch: Epoch, config: MediaConfig) -> Arc<Self> {
+        Arc::new(Self {
+            name,
+            epoch,
+            config,
+            start_wall_ms: AtomicI64::new(0),
+            cmaf: RwLock::new(Vec::new()),
+            ts: RwLock::new(Vec::new()),
+            mpd: Mutex::new(None),
+            ended: AtomicBool::new(false),
+        })
+    }
+
+    /// Add (or return the existing) track for `rendition` in `format`.
+    pub fn track(
+        self: &Arc<Self>,
+        rendition: RenditionId,
+        format: TrackFormat,
+        kind: TrackKind,
+    ) -> Arc<TrackStore> {
+        let list = match format {
+            TrackFormat::Cmaf => &self.cmaf,
+            TrackFormat::Ts => &self.ts,
+        };
+        let mut guard = list.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(t) = guard.iter().find(|t| t.rendition == rendition) {
+            return t.clone();
+        }
+        let t = Arc::new(TrackStore::new(
+            rendition,
+            format,
+            kind,
+            self.epoch,
+            self.config.clone(),
+        ));
+        guard.push(t.clone());
+        t
+    }
+
+    /// The CMAF tracks, in order.
+    pub fn cmaf_tracks(&self) -> Vec<Arc<TrackStore>> {
+        self.cmaf.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The MPEG-TS tracks, in order.
+    pub fn ts_tracks(&self) -> Vec<Arc<TrackStore>> {
+        self.ts.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Look up a track by rendition id.
+    pub fn find(&self, format: TrackFormat, rendition: &str) -> Option<Arc<TrackStore>> {
+        let list = match format {
+            TrackFormat::Cmaf => &self.cmaf,
+            TrackFormat::Ts => &self.ts,
+        };
+        list.read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find(|t| t.rendition.as_str() == rendition)
+            .cloned()
+    }
+
+    /// Record the wall clock of media time zero (first keyframe). Only the first call counts.
+    pub fn set_start_wall_ms(&self, ms: i64) {
+        let _ = self
+            .start_wall_ms
+            .compare_exchange(0, ms, Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    /// Wall clock of media time zero, if media has started.
+    pub fn start_wall_ms(&self) -> Option<i64> {
+        match self.start_wall_ms.load(Ordering::Acquire) {
+            0 => None,
+            v => Some(v),
+        }
+    }
+
+    /// Mark the session ended: every track gets ENDLIST and blocked readers wake.
+    pub fn end(&self) {
+        self.ended.store(true, Ordering::Release);
+        for t in self.cmaf_tracks().into_iter().chain(self.ts_tracks()) {
+            t.end();
+        }
+        for t in self.cmaf_tracks().into_iter().chain(self.ts_tracks()) {
+            self.render(&t);
+        }
+        self.render_mpd();
+    }
+
+    /// Whether the publisher is gone.
+    pub fn is_ended(&self) -> bool {
+        self.ended.load(Ordering::Acquire)
+    }
+
+    /// The current DASH MPD, once the first segment of every CMAF track exists.
+    pub fn mpd(&self) -> Option<Bytes> {
+        self.mpd.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Re-render `track`'s media playlist (after the packager changed it) and wake its readers.
+    pub fn render(&self, track: &TrackStore) {
+        let siblings = match track.format {
+            TrackFormat::Cmaf => self.cmaf_tracks(),
+            TrackFormat::Ts => Vec::new(),
+        };
+        let playlist = render::media_playlist(track, &siblings);
+        track.publish_playlist(playlist);
+    }
+
+    /// Re-render the DASH MPD from every CMAF track.
+    pub fn render_mpd(&self) {
+        let Some(start) = self.start_wall_ms() else {
+            return;
+        };
+        let tracks = self.cmaf_tracks();
+        let rendered = render::mpd(self, start, &tracks, self.is_ended());
+        *self.mpd.lock().unwrap_or_else(|e| e.into_inner()) = rendered;
+    }
+}
+
+/// Every live (and recently ended) stream on this node, by name.
+#[derive(Debug, Default)]
+pub struct SegmentStore {
+    streams: RwLock<HashMap<StreamName, Arc<StreamMedia>>>,
+}
+
+impl SegmentStore {
+    /// An empty store.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// Install a new publish session, replacing any older one of the same stream.
+    pub fn insert(&self, media: Arc<StreamMedia>) {
+        let mut g = self.streams.write().unwrap_or_else(|e| e.into_inner());
+        match g.get(&media.name) {
+            Some(old) if old.epoch > media.epoch => {}
+            _ => {
+                g.insert(media.name.clone(), media);
+            }
+        }
+    }
+
+    /// The current session of a stream.
+    pub fn get(&self, name: &str) -> Option<Arc<StreamMedia>> {
+        let g = self.streams.read().unwrap_or_else(|e| e.into_inner());
+        g.get(name).cloned()
+    }
+
+    /// Drop a session, unless a newer one replaced it.
+    pub fn remove(&self, name: &StreamName, epoch: Epoch) {
+        let mut g = self.streams.write().unwrap_or_else(|e| e.into_inner());
+        if g.get(name).is_some_and(|m| m.epoch == epoch) {
+            g.remove(name);
+        }
+    }
+
+    /// All sessions.
+    pub fn all(&self) -> Vec<Arc<StreamMedia>> {
+        self.streams
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+}

@@ -1,0 +1,466 @@
+//! Ingest: the first stage of a stream's tree.
+//!
+//! Owns the receiving end of the publisher's bounded channel. Validates what arrives (FLV
+//! video must be H.264, audio AAC; sequence headers must parse), normalises timestamps to the
+//! 90 kHz clock starting at the first keyframe, decides segment boundaries (the first keyframe at
+//! or after the segment target), counts ingress metrics, and fans frames out to the packagers.
+//!
+//! Drop policy towards the packagers: a full packager channel drops the frame, counts it, and
+//! drops video until the next keyframe (a decoder cannot use frames whose references are gone).
+//! Supervised by [`super::supervisor::StreamSupervisor`]; its outcome (ended / failed with a
+//! reason) is handed back through a oneshot channel before the task returns.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use hivecast_proto::codec::aac::AacConfig;
+use hivecast_proto::codec::h264::{self, AvcConfig};
+use hivecast_proto::flv::{self, FlvAudio, FlvVideo};
+use hivecast_proto::media::{AudioFrame, TrackConfigs, VideoFrame};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, info, warn};
+
+use super::packager::PackagerInput;
+use super::{IngestStats, StreamOutcome};
+use crate::registry::Registry;
+use crate::store::StreamMedia;
+use crate::types::{unix_ms_now, StreamName, StreamStatus};
+
+/// What the protocol listener hands to the ingest (RTMP today; any protocol later).
+#[derive(Debug)]
+pub enum IngestInput {
+    /// `@setDataFrame onMetaData` fields we use.
+    Metadata(SourceMetadata),
+    /// An FLV VIDEODATA body with its RTMP timestamp.
+    Video {
+        /// Milliseconds, publisher clock.
+        timestamp_ms: u32,
+        /// The tag body.
+        payload: Bytes,
+    },
+    /// An FLV AUDIODATA body with its RTMP timestamp.
+    Audio {
+        /// Milliseconds, publisher clock.
+        timestamp_ms: u32,
+        /// The tag body.
+        payload: Bytes,
+    },
+    /// The publisher unpublished cleanly. (A dropped sender without `End` means the
+    /// connection was lost.)
+    End,
+}
+
+/// Metadata announced by the publisher (all optional: encoders differ).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SourceMetadata {
+    /// Declared frame rate.
+    pub frame_rate: Option<f64>,
+    /// Declared video bitrate, kbit/s.
+    pub video_kbps: Option<f64>,
+    /// Declared audio bitrate, kbit/s.
+    pub audio_kbps: Option<f64>,
+}
+
+/// Where the ingest sends frames.
+pub struct IngestOutputs {
+    /// Video packagers (each also muxes audio into TS).
+    pub video: Vec<mpsc::Sender<PackagerInput>>,
+    /// The audio packager.
+    pub audio: Option<mpsc::Sender<PackagerInput>>,
+}
+
+/// Everything the ingest task needs.
+pub struct IngestTask {
+    /// The stream.
+    pub name: StreamName,
+    /// The session's media (for the start clock).
+    pub media: Arc<StreamMedia>,
+    /// Frames from the listener.
+    pub input: mpsc::Receiver<IngestInput>,
+    /// Frames to the packagers.
+    pub outputs: IngestOutputs,
+    /// Shared counters.
+    pub stats: Arc<IngestStats>,
+    /// Status changes.
+    pub registry: Arc<dyn Registry>,
+    /// No media for this long -> failure.
+    pub media_timeout: Duration,
+    /// Where the outcome goes.
+    pub outcome: oneshot::Sender<StreamOutcome>,
+}
+
+/// Timestamp and boundary bookkeeping, free of I/O so it can be tested directly.
+#[derive(Debug, Default)]
+pub(crate) struct Timeline {
+    /// RTMP timestamp of the first keyframe (media time zero).
+    base_ms: Option<i64>,
+    last_video_dts: Option<i64>,
+    segment_start_pts: i64,
+    segment_target_90k: i64,
+    /// Publisher clock unwrapping: RTMP timestamps are 32-bit milliseconds.
+    last_raw: Option<u32>,
+    wraps: i64,
+}
+
+impl Timeline {
+    pub(crate) fn new(segment_target: Duration) -> Self {
+        Self {
+            segment_target_90k: (segment_target.as_millis() as i64) * 90,
+            ..Self::default()
+        }
+    }
+
+    fn unwrap_ts(&mut self, raw: u32) -> i64 {
+        if let Some(last) = self.last_raw {
+            // A jump back of more than half the range is a wrap (after ~49.7 days).
+            if raw < last && last - raw > u32::MAX / 2 {
+                self.wraps += 1;
+            }
+        }
+        self.last_raw = Some(raw);
+        i64::from(raw) + (self.wraps << 32)
+    }
+
+    pub(crate) fn started(&self) -> bool {
+        self.base_ms.is_some()
+    }
+
+    /// Place a video frame: returns (dts_90k, segment_start), or `None` to drop it (before the
+    /// first keyframe).
+    pub(crate) fn video(
+        &mut self,
+        raw_ms: u32,
+        keyframe: bool,
+        cts_ms: i32,
+    ) -> Option<(i64, bool)> {
+        let ms = self.unwrap_ts(raw_ms);
+        let base = match self.base_ms {
+            Some(b) => b,
+            None if keyframe => {
+                self.base_ms = Some(ms);
+                ms
+            }
+            None => return None,
+        };
+        let mut dts = (ms - base) * 90;
+        // Decode timestamps must increase strictly; encoders that repeat or go back a few ms
+        // (seen with some OBS versions after a hiccup) get nudged forward by one tick.
+        if let Some(last) = self.last_video_dts {
+            if dts <= last {
+                dts = last + 1;
+            }
+        }
+        self.last_video_dts = Some(dts);
+        let pts = dts + i64::from(cts_ms) * 90;
+        let first = self.segment_start_pts == 0 && dts == 0 && keyframe;
+        let boundary =
+            first || (keyframe && pts - self.segment_start_pts >= self.segment_target_90k);
+        if boundary {
+            self.segment_start_pts = pts;
+        }
+        Some((dts, boundary))
+    }
+
+    /// Place an audio frame: pts_90k, or `None` before media time zero.
+    pub(crate) fn audio(&mut self, raw_ms: u32) -> Option<i64> {
+        let ms = i64::from(raw_ms);
+        let base = self.base_ms?;
+        let pts = (ms - base) * 90;
+        (pts >= 0).then_some(pts)
+    }
+}
+
+impl IngestTask {
+    /// Run until the publisher ends, fails or goes silent. Always reports an outcome.
+    pub async fn run(mut self) -> Result<(), String> {
+        let outcome = self.pump().await;
+        match &outcome {
+            StreamOutcome::Ended => info!("publisher ended the stream"),
+            StreamOutcome::Failed(reason) => warn!(%reason, "stream failed"),
+        }
+        let end = PackagerInput::End;
+        for tx in self.outputs.video.iter().chain(self.outputs.audio.iter()) {
+            // End must get through even if the packager is behind: wait (bounded) for room.
+            let _ = tokio::time::timeout(Duration::from_secs(2), tx.send(end.clone())).await;
+        }
+        let _ = self.outcome.send(outcome);
+        Ok(())
+    }
+
+    async fn pump(&mut self) -> StreamOutcome {
+        let mut timeline = Timeline::new(self.media.config.segment_target);
+        let mut avc: Option<AvcConfig> = None;
+        let mut aac: Option<AacConfig> = None;
+        let mut configs_sent = false;
+        let mut need_keyframe = vec![false; self.outputs.video.len()];
+        let mut metadata = SourceMetadata::default();
+        loop {
+            let item = match tokio::time::timeout(self.media_timeout, self.input.recv()).await {
+                Err(_) => {
+                    return StreamOutcome::Failed(format!(
+                        "no media received for {} ms",
+                        self.media_timeout.as_millis()
+                    ))
+                }
+                Ok(None) => {
+                    return StreamOutcome::Failed(
+                        "publisher connection lost without unpublish".to_owned(),
+                    )
+                }
+                Ok(Some(item)) => item,
+            };
+            match item {
+                IngestInput::End => return StreamOutcome::Ended,
+                IngestInput::Metadata(m) => {
+                    debug!(?m, "metadata");
+                    metadata = m;
+                }
+                IngestInput::Video {
+                    timestamp_ms,
+                    payload,
+                } => {
+                    self.stats
+                        .bytes
+                        .fetch_add(payload.len() as u64, Ordering::Relaxed);
+                    let tag = match flv::parse_video(&payload) {
+                        Ok(t) => t,
+                        Err(e) => return StreamOutcome::Failed(e.to_string()),
+                    };
+                    match tag {
+                        FlvVideo::SequenceHeader(record) => match AvcConfig::parse(record) {
+                            Ok(cfg) => {
+                                info!(codec = %cfg.codec_string(), width = cfg.width, height = cfg.height, "video config");
+                                {
+                                    let mut d = self
+                                        .stats
+                                        .describe
+                                        .lock()
+                                        .unwrap_or_else(|e| e.into_inner());
+                                    d.video_codec = Some(cfg.codec_string());
+                                    d.width = Some(cfg.width);
+                                    d.height = Some(cfg.height);
+                                }
+                                if configs_sent && avc.as_ref() != Some(&cfg) {
+                                    // A mid-stream change of parameters: packagers re-init at the
+                                    // next segment.
+                                    self.send_config(&Some(cfg.clone()), &aac, &metadata).await;
+                                }
+                                avc = Some(cfg);
+                            }
+                            Err(e) => {
+                                return StreamOutcome::Failed(format!(
+                                    "bad H.264 configuration: {e}"
+                                ))
+                            }
+                        },
+                        FlvVideo::EndOfSequence => {}
+                        FlvVideo::Frame {
+                            keyframe,
+                            cts_ms,
+                            data,
+                        } => {
+                            self.stats.video_frames.fetch_add(1, Ordering::Relaxed);
+                            let Some(cfg) = avc.as_ref() else {
+                                self.stats.dropped_frames.fetch_add(1, Ordering::Relaxed);
+                                continue;
+                            };
+                            let data = match h264::to_avcc4(&data, cfg.nal_length_size) {
+                                Ok(d) => d,
+                                Err(e) => {
+                                    return StreamOutcome::Failed(format!("bad H.264 frame: {e}"))
+                                }
+                            };
+                            let was_started = timeline.started();
+                            let Some((dts, segment_start)) =
+                                timeline.video(timestamp_ms, keyframe, cts_ms)
+                            else {
+                                self.stats.dropped_frames.fetch_add(1, Ordering::Relaxed);
+                                continue;
+                            };
+                            if !was_started {
+                                self.media.set_start_wall_ms(unix_ms_now());
+                                self.send_config(&avc, &aac, &metadata).await;
+                                configs_sent = true;
+                                if let Err(e) = self
+                                    .registry
+                                    .set_status(
+                                        self.name.clone(),
+                                        self.media.epoch,
+                                        StreamStatus::Active,
+                                        None,
+                                    )
+                                    .await
+                                {
+                                    return StreamOutcome::Failed(format!("registry: {e}"));
+                                }
+                            }
+                            let frame = VideoFrame {
+                                dts_90k: dts,
+                                cts_90k: cts_ms.saturating_mul(90),
+                                keyframe,
+                                data,
+                            };
+                            if segment_start {
+                                if let Some(a) = &self.outputs.audio {
+                                    if a.try_send(PackagerInput::Boundary {
+                                        pts_90k: frame.pts_90k(),
+                                    })
+                                    .is_err()
+                                    {
+                                        self.stats.dropped_frames.fetch_add(1, Ordering::Relaxed);
+                                    }
+                                }
+                            }
+                            for (i, tx) in self.outputs.video.iter().enumerate() {
+                                if need_keyframe[i] && !keyframe {
+                                    self.stats.dropped_frames.fetch_add(1, Ordering::Relaxed);
+                                    continue;
+                                }
+                                need_keyframe[i] = false;
+                                let item = PackagerInput::Video {
+                                    frame: frame.clone(),
+                                    segment_start,
+                                };
+                                if tx.try_send(item).is_err() {
+                                    need_keyframe[i] = true;
+                                    let n =
+                                        self.stats.dropped_frames.fetch_add(1, Ordering::Relaxed)
+                                            + 1;
+                                    if n.is_power_of_two() {
+                                        warn!(dropped = n, "packager input full: dropping video until the next keyframe");
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                IngestInput::Audio {
+                    timestamp_ms,
+                    payload,
+                } => {
+                    self.stats
+                        .bytes
+                        .fetch_add(payload.len() as u64, Ordering::Relaxed);
+                    let tag = match flv::parse_audio(&payload) {
+                        Ok(t) => t,
+                        Err(e) => return StreamOutcome::Failed(e.to_string()),
+                    };
+                    match tag {
+                        FlvAudio::SequenceHeader(asc) => match AacConfig::parse(asc) {
+                            Ok(cfg) => {
+                                info!(codec = %cfg.codec_string(), rate = cfg.sample_rate, channels = cfg.channels, "audio config");
+                                self.stats
+                                    .describe
+                                    .lock()
+                                    .unwrap_or_else(|e| e.into_inner())
+                                    .audio_codec = Some(cfg.codec_string());
+                                let changed = aac.as_ref() != Some(&cfg);
+                                aac = Some(cfg);
+                                if configs_sent && changed {
+                                    self.send_config(&avc, &aac, &metadata).await;
+                                }
+                            }
+                            Err(e) => {
+                                return StreamOutcome::Failed(format!("bad AAC configuration: {e}"))
+                            }
+                        },
+                        FlvAudio::Frame(data) => {
+                            self.stats.audio_frames.fetch_add(1, Ordering::Relaxed);
+                            if aac.is_none() {
+                                continue;
+                            }
+                            let Some(pts) = timeline.audio(timestamp_ms) else {
+                                continue;
+                            };
+                            let frame = AudioFrame { pts_90k: pts, data };
+                            for tx in self.outputs.video.iter().chain(self.outputs.audio.iter()) {
+                                if tx.try_send(PackagerInput::Audio(frame.clone())).is_err() {
+                                    self.stats.dropped_frames.fetch_add(1, Ordering::Relaxed);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn send_config(
+        &self,
+        avc: &Option<AvcConfig>,
+        aac: &Option<AacConfig>,
+        metadata: &SourceMetadata,
+    ) {
+        let cfg = PackagerInput::Config {
+            tracks: TrackConfigs {
+                video: avc.clone(),
+                audio: aac.clone(),
+            },
+            frame_rate: metadata.frame_rate,
+            declared_kbps: metadata.video_kbps.unwrap_or(0.0) + metadata.audio_kbps.unwrap_or(0.0),
+        };
+        for tx in self.outputs.video.iter().chain(self.outputs.audio.iter()) {
+            let _ = tokio::time::timeout(Duration::from_secs(1), tx.send(cfg.clone())).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeline_starts_at_first_keyframe() {
+        let mut t = Timeline::new(Duration::from_secs(2));
+        assert_eq!(
+            t.video(1000, false, 0),
+            None,
+            "frames before the first keyframe are dropped"
+        );
+        assert_eq!(t.audio(1000), None);
+        assert_eq!(t.video(1033, true, 0), Some((0, true)));
+        assert_eq!(t.audio(1033), Some(0));
+        assert_eq!(
+            t.audio(1000),
+            None,
+            "audio before media time zero is dropped"
+        );
+        assert_eq!(t.video(1066, false, 0), Some((33 * 90, false)));
+    }
+
+    #[test]
+    fn boundaries_at_keyframes_after_target() {
+        let mut t = Timeline::new(Duration::from_secs(2));
+        let mut cuts = Vec::new();
+        for i in 0..300u32 {
+            let ms = i * 100 / 3; // 30 fps
+            let key = i % 30 == 0; // 1 s GOP
+            if let Some((_, b)) = t.video(ms, key, 0) {
+                if b {
+                    cuts.push(i);
+                }
+            }
+        }
+        assert_eq!(cuts, vec![0, 60, 120, 180, 240]);
+    }
+
+    #[test]
+    fn dts_strictly_increases() {
+        let mut t = Timeline::new(Duration::from_secs(2));
+        let a = t.video(0, true, 0).unwrap().0;
+        let b = t.video(0, false, 0).unwrap().0;
+        let c = t.video(0, false, 0).unwrap().0;
+        assert!(a < b && b < c);
+    }
+
+    #[test]
+    fn rtmp_timestamp_wrap() {
+        let mut t = Timeline::new(Duration::from_secs(2));
+        let near = u32::MAX - 10;
+        assert_eq!(t.video(near, true, 0), Some((0, true)));
+        let (dts, _) = t.video(20, false, 0).unwrap();
+        assert_eq!(dts, 31 * 90);
+    }
+}

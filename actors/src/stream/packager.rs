@@ -1,0 +1,478 @@
+//! Packager: cuts one track into segments and LL-HLS parts and writes them into the store.
+//!
+//! One packager per video rendition writes CMAF (LL-HLS/DASH) and MPEG-TS (legacy HLS, with the
+//! audio muxed in); one packager for the shared audio track writes CMAF. Cut points are not its
+//! choice: video segments start where the ingest flagged `segment_start` (aligned keyframes),
+//! audio segments start at the first audio frame at or after each `Boundary`. Parts are cut by
+//! duration: a part closes as soon as the next frame would take it past PART-TARGET.
+//!
+//! The state machine ([`VideoPackager`], [`AudioPackager`]) is plain code driven by
+//! [`PackagerTask::run`], so it is unit-tested without a runtime. Supervised by the stream
+//! supervisor; if it fails, the stream goes to ERROR and playlists stop advancing.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use hivecast_proto::cmaf::{self, CmafSample, CmafTrack};
+use hivecast_proto::codec::aac::AacConfig;
+use hivecast_proto::codec::h264::AvcConfig;
+use hivecast_proto::media::{AudioFrame, TrackConfigs, VideoFrame, CLOCK_90K};
+use hivecast_proto::ts::TsMuxer;
+use tokio::sync::mpsc;
+use tracing::warn;
+
+use crate::store::{StreamMedia, TrackFormat, TrackInfo, TrackKind, TrackStore};
+use crate::types::RenditionId;
+
+/// What a packager consumes.
+#[derive(Debug, Clone)]
+pub enum PackagerInput {
+    /// Codec parameters (sent before the first frame, and again if they change).
+    Config {
+        /// The tracks.
+        tracks: TrackConfigs,
+        /// Declared frame rate, if the publisher announced one.
+        frame_rate: Option<f64>,
+        /// Declared total bitrate (kbit/s), 0 if unknown.
+        declared_kbps: f64,
+    },
+    /// A video frame; `segment_start` marks an aligned keyframe that opens a segment.
+    Video {
+        /// The frame.
+        frame: VideoFrame,
+        /// Opens a new segment.
+        segment_start: bool,
+    },
+    /// An audio frame.
+    Audio(AudioFrame),
+    /// Video opened a segment at this presentation time (for the audio track's cuts).
+    Boundary {
+        /// 90 kHz.
+        pts_90k: i64,
+    },
+    /// The publisher is gone: flush and finish.
+    End,
+}
+
+/// Largest gap between two video frames that we treat as a frame duration. Beyond it (encoder
+/// stall) the duration is capped so one sample cannot span many seconds.
+const MAX_FRAME_GAP_90K: i64 = 2 * CLOCK_90K as i64;
+
+/// Video track state: CMAF parts/segments and the TS segment in progress.
+pub struct VideoPackager {
+    media: Arc<StreamMedia>,
+    cmaf: Arc<TrackStore>,
+    ts: Arc<TrackStore>,
+    avc: Option<AvcConfig>,
+    aac: Option<AacConfig>,
+    frame_rate: Option<f64>,
+    declared_bps: u64,
+    tsmux: Option<TsMuxer>,
+    ts_buf: BytesMut,
+    ts_open_dts: Option<i64>,
+    /// The newest frame: its duration is known only when the next one arrives.
+    pending: Option<VideoFrame>,
+    part: Vec<CmafSample>,
+    part_start_dts: i64,
+    part_ticks: i64,
+    last_duration: i64,
+    cmaf_open: bool,
+    fragment_seq: u32,
+    part_target_90k: i64,
+    reconfigure: bool,
+}
+
+impl VideoPackager {
+    /// A packager for `rendition` of `media`.
+    pub fn new(media: Arc<StreamMedia>, rendition: RenditionId) -> Self {
+        let cmaf = media.track(rendition.clone(), TrackFormat::Cmaf, TrackKind::Video);
+        let ts = media.track(rendition, TrackFormat::Ts, TrackKind::Video);
+        let part_target_90k =
+            (media.config.part_target.as_secs_f64() * f64::from(CLOCK_90K)) as i64;
+        Self {
+            media,
+            cmaf,
+            ts,
+            avc: None,
+            aac: None,
+            frame_rate: None,
+            declared_bps: 0,
+            tsmux: None,
+            ts_buf: BytesMut::new(),
+            ts_open_dts: None,
+            pending: None,
+            part: Vec::new(),
+            part_start_dts: 0,
+            part_ticks: 0,
+            last_duration: 3000,
+            cmaf_open: false,
+            fragment_seq: 0,
+            part_target_90k,
+            reconfigure: false,
+        }
+    }
+
+    /// Handle one input.
+    pub fn handle(&mut self, input: PackagerInput) {
+        match input {
+            PackagerInput::Config {
+                tracks,
+                frame_rate,
+                declared_kbps,
+            } => {
+                let changed = self.avc.is_some();
+                self.avc = tracks.video;
+                self.aac = tracks.audio;
+                self.frame_rate = frame_rate.filter(|f| f.is_finite() && *f > 0.0 && *f <= 240.0);
+                self.declared_bps = (declared_kbps.max(0.0) * 1000.0) as u64;
+                if changed {
+                    self.reconfigure = true;
+                } else {
+                    self.init_tracks();
+                }
+            }
+            PackagerInput::Video {
+                frame,
+                segment_start,
+            } => self.video(frame, segment_start),
+            PackagerInput::Audio(a) => self.audio(&a),
+            PackagerInput::Boundary { .. } => {}
+            PackagerInput::End => self.end(),
+        }
+    }
+
+    fn init_tracks(&mut self) {
+        let Some(avc) = self.avc.as_ref() else { return };
+        let mut init = BytesMut::new();
+        cmaf::write_init_segment(&CmafTrack::Video(avc), &mut init);
+        let info = TrackInfo {
+            codec: avc.codec_string(),
+            width: Some(avc.width),
+            height: Some(avc.height),
+            frame_rate: self.frame_rate,
+            sample_rate: None,
+            channels: None,
+            timescale: CLOCK_90K,
+            declared_bandwidth: self.declared_bps.max(1_000_000),
+        };
+        self.cmaf.set_init(Some(init.freeze()), info.clone());
+        self.ts.set_init(None, info);
+        self.tsmux = Some(TsMuxer::new(self.avc.clone(), self.aac.clone()));
+    }
+
+    fn video(&mut self, frame: VideoFrame, segment_start: bool) {
+        if !self.cmaf_open && !segment_start {
+            return; // Nothing opens a track but an aligned keyframe.
+        }
+        if let Some(prev) = self.pending.take() {
+            let d = (frame.dts_90k - prev.dts_90k).clamp(1, MAX_FRAME_GAP_90K);
+            self.last_duration = d;
+            self.add_sample(prev, d);
+        }
+        if segment_start {
+            self.flush_part();
+            if self.cmaf_open {
+                self.cmaf.finish_segment(frame.dts_90k.max(0) as u64, None);
+            }
+            if self.reconfigure {
+                self.reconfigure = false;
+                self.init_tracks();
+            }
+            let pdt = self.pdt_ms(frame.pts_90k());
+            self.cmaf.begin_segment(frame.dts_90k.max(0) as u64, pdt);
+            self.cmaf_open = true;
+            self.media.render(&self.cmaf);
+            self.media.render_mpd();
+            self.cut_ts(&frame);
+        } else if self.part_ticks > 0 && self.part_ticks + self.last_duration > self.part_target_90k
+        {
+            self.flush_part();
+        }
+        if let Some(mux) = self.tsmux.as_mut() {
+            if self.ts_open_dts.is_some() {
+                if let Err(e) = mux.write_video(&frame, &mut self.ts_buf) {
+                    warn!(error = %e, "ts: video frame not muxed");
+                }
+            }
+        }
+        self.pending = Some(frame);
+    }
+
+    fn audio(&mut self, a: &AudioFrame) {
+        if self.ts_open_dts.is_none() {
+            return;
+        }
+        if let Some(mux) = self.tsmux.as_mut() {
+            if let Err(e) = mux.write_audio(a, &mut self.ts_buf) {
+                warn!(error = %e, "ts: audio frame not muxed");
+            }
+        }
+    }
+
+    fn cut_ts(&mut self, frame: &VideoFrame) {
+        if self.tsmux.is_none() {
+            return;
+        }
+        if self.ts_open_dts.take().is_some() {
+            let data = std::mem::take(&mut self.ts_buf).freeze();
+            self.ts
+                .finish_segment(frame.dts_90k.max(0) as u64, Some(data));
+        }
+        let pdt = self.pdt_ms(frame.pts_90k());
+        self.ts.begin_segment(frame.dts_90k.max(0) as u64, pdt);
+        self.ts_open_dts = Some(frame.dts_90k);
+        if let Some(mux) = self.tsmux.as_mut() {
+            mux.write_tables(&mut self.ts_buf);
+        }
+        self.media.render(&self.ts);
+    }
+
+    fn add_sample(&mut self, f: VideoFrame, duration: i64) {
+        if self.part.is_empty() {
+            self.part_start_dts = f.dts_90k;
+        }
+        self.part_ticks += duration;
+        self.part.push(CmafSample {
+            duration: duration as u32,
+            cts_offset: f.cts_90k,
+            keyframe: f.keyframe,
+            data: f.data,
+        });
+    }
+
+    fn flush_part(&mut self) {
+        if self.part.is_empty() {
+            return;
+        }
+        let mut out = BytesMut::new();
+        self.fragment_seq = self.fragment_seq.wrapping_add(1);
+        cmaf::write_fragment(
+            self.fragment_seq,
+            self.part_start_dts.max(0) as u64,
+            &self.part,
+            &mut out,
+        );
+        let independent = self.part[0].keyframe;
+        let duration = self.part_ticks as f64 / f64::from(CLOCK_90K);
+        self.part.clear();
+        self.part_ticks = 0;
+        self.cmaf.push_part(duration, independent, out.freeze());
+        self.media.render(&self.cmaf);
+    }
+
+    fn pdt_ms(&self, pts_90k: i64) -> i64 {
+        self.media.start_wall_ms().unwrap_or(0) + pts_90k / 90
+    }
+
+    fn end(&mut self) {
+        if let Some(prev) = self.pending.take() {
+            let d = self.last_duration;
+            let end_dts = prev.dts_90k + d;
+            self.add_sample(prev, d);
+            self.flush_part();
+            if self.cmaf_open {
+                self.cmaf.finish_segment(end_dts.max(0) as u64, None);
+                self.cmaf_open = false;
+            }
+            if self.ts_open_dts.take().is_some() {
+                let data = std::mem::take(&mut self.ts_buf).freeze();
+                self.ts.finish_segment(end_dts.max(0) as u64, Some(data));
+            }
+        }
+        self.cmaf.end();
+        self.ts.end();
+        self.media.render(&self.cmaf);
+        self.media.render(&self.ts);
+        self.media.render_mpd();
+    }
+}
+
+/// Audio track state (CMAF only; TS gets its audio from the video packagers).
+pub struct AudioPackager {
+    media: Arc<StreamMedia>,
+    track: Arc<TrackStore>,
+    aac: Option<AacConfig>,
+    boundaries: VecDeque<i64>,
+    open: bool,
+    /// Next sample's decode time, in samples.
+    next_ts: u64,
+    part: Vec<CmafSample>,
+    part_start: u64,
+    part_samples: u64,
+    part_target_samples: u64,
+    fragment_seq: u32,
+}
+
+/// AAC-LC frame length in samples.
+const AAC_FRAME: u64 = 1024;
+
+impl AudioPackager {
+    /// The packager of the shared audio track of `media`.
+    pub fn new(media: Arc<StreamMedia>) -> Self {
+        let track = media.track(RenditionId::audio(), TrackFormat::Cmaf, TrackKind::Audio);
+        Self {
+            media,
+            track,
+            aac: None,
+            boundaries: VecDeque::new(),
+            open: false,
+            next_ts: 0,
+            part: Vec::new(),
+            part_start: 0,
+            part_samples: 0,
+            part_target_samples: 0,
+            fragment_seq: 0,
+        }
+    }
+
+    fn rate(&self) -> u64 {
+        self.aac
+            .as_ref()
+            .map_or(48_000, |a| u64::from(a.sample_rate.max(1)))
+    }
+
+    /// Handle one input.
+    pub fn handle(&mut self, input: PackagerInput) {
+        match input {
+            PackagerInput::Config { tracks, .. } => {
+                let Some(aac) = tracks.audio else { return };
+                if self.aac.as_ref() == Some(&aac) {
+                    return;
+                }
+                let mut init = BytesMut::new();
+                cmaf::write_init_segment(&CmafTrack::Audio(&aac), &mut init);
+                self.track.set_init(
+                    Some(init.freeze()),
+                    TrackInfo {
+                        codec: aac.codec_string(),
+                        width: None,
+                        height: None,
+                        frame_rate: None,
+                        sample_rate: Some(aac.sample_rate),
+                        channels: Some(aac.channels),
+                        timescale: aac.sample_rate.max(1),
+                        declared_bandwidth: 128_000,
+                    },
+                );
+                self.aac = Some(aac);
+                let rate = self.rate();
+                self.part_target_samples =
+                    (self.media.config.part_target.as_secs_f64() * rate as f64) as u64;
+            }
+            PackagerInput::Boundary { pts_90k } => self.boundaries.push_back(pts_90k),
+            PackagerInput::Audio(a) => self.audio(a),
+            PackagerInput::Video { .. } => {}
+            PackagerInput::End => self.end(),
+        }
+    }
+
+    fn audio(&mut self, a: AudioFrame) {
+        if self.aac.is_none() {
+            return;
+        }
+        let rate = self.rate();
+        let ts = (a.pts_90k.max(0) as u64) * rate / u64::from(CLOCK_90K);
+        let mut cut = false;
+        while self.boundaries.front().is_some_and(|b| a.pts_90k >= *b) {
+            self.boundaries.pop_front();
+            cut = true;
+        }
+        if !self.open && !cut {
+            return; // Audio starts with the first video segment.
+        }
+        if !self.open || cut {
+            self.flush_part();
+            if self.open {
+                self.track.finish_segment(self.next_ts, None);
+            }
+            // Re-anchor on the frame's own timestamp at every segment start; in between,
+            // samples are back to back (1024 each) unless the source drifts by over two frames.
+            self.next_ts = ts;
+            let pdt = self.media.start_wall_ms().unwrap_or(0) + a.pts_90k / 90;
+            self.track.begin_segment(ts, pdt);
+            self.open = true;
+            self.media.render(&self.track);
+            self.media.render_mpd();
+        } else if ts.abs_diff(self.next_ts) > 2 * AAC_FRAME {
+            self.flush_part();
+            self.next_ts = ts;
+        }
+        if self.part.is_empty() {
+            self.part_start = self.next_ts;
+        }
+        self.part.push(CmafSample {
+            duration: AAC_FRAME as u32,
+            cts_offset: 0,
+            keyframe: true,
+            data: a.data,
+        });
+        self.part_samples += AAC_FRAME;
+        self.next_ts += AAC_FRAME;
+        if self.part_samples + AAC_FRAME > self.part_target_samples {
+            self.flush_part();
+        }
+    }
+
+    fn flush_part(&mut self) {
+        if self.part.is_empty() {
+            return;
+        }
+        let mut out = BytesMut::new();
+        self.fragment_seq = self.fragment_seq.wrapping_add(1);
+        cmaf::write_fragment(self.fragment_seq, self.part_start, &self.part, &mut out);
+        let duration = self.part_samples as f64 / self.rate() as f64;
+        self.part.clear();
+        self.part_samples = 0;
+        self.track.push_part(duration, true, out.freeze());
+        self.media.render(&self.track);
+    }
+
+    fn end(&mut self) {
+        self.flush_part();
+        if self.open {
+            self.track.finish_segment(self.next_ts, None);
+            self.open = false;
+        }
+        self.track.end();
+        self.media.render(&self.track);
+        self.media.render_mpd();
+    }
+}
+
+/// Either packager, driven by a bounded channel.
+pub enum PackagerTask {
+    /// A video rendition.
+    Video(VideoPackager, mpsc::Receiver<PackagerInput>),
+    /// The audio track.
+    Audio(AudioPackager, mpsc::Receiver<PackagerInput>),
+}
+
+impl PackagerTask {
+    /// Consume inputs until `End` or the channel closes.
+    pub async fn run(self) -> Result<(), String> {
+        match self {
+            PackagerTask::Video(mut p, mut rx) => {
+                while let Some(i) = rx.recv().await {
+                    let end = matches!(i, PackagerInput::End);
+                    p.handle(i);
+                    if end {
+                        return Ok(());
+                    }
+                }
+                p.end();
+            }
+            PackagerTask::Audio(mut p, mut rx) => {
+                while let Some(i) = rx.recv().await {
+                    let end = matches!(i, PackagerInput::End);
+                    p.handle(i);
+                    if end {
+                        return Ok(());
+                    }
+                }
+                p.end();
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,31 @@
+//! The HTTP side: routers per concern, one `ApiError`, the shared middleware.
+
+pub mod api;
+pub mod error;
+pub mod playback;
+pub mod ws;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use tower_http::cors::CorsLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::app::App;
+
+/// The whole router.
+pub fn router(app: Arc<App>) -> Router {
+    let playback = playback::routes().layer(CorsLayer::permissive());
+    Router::new()
+        .merge(api::routes())
+        .merge(ws::routes())
+        .merge(playback)
+        .fallback(|| async { error::ApiError::not_found("no such route") })
+        .layer(TraceLayer::new_for_http())
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(30),
+        ))
+        .with_state(app)
+}

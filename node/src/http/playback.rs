@@ -1,0 +1,221 @@
+//! Viewer routes: HLS (MPEG-TS) under `/hls/`, LL-HLS and DASH (CMAF) under `/cmaf/`.
+//!
+//! Every handler reads the [`SegmentStore`](hivecast_actors::store::SegmentStore) directly and
+//! returns a clone of the `Bytes` it finds: no actor hop, no filesystem. Blocking playlist reloads
+//! and preload-hinted part requests wait on the track's `watch` channel with a deadline.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{RawQuery, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use bytes::Bytes;
+use hivecast_actors::store::{
+    master_playlist, parse_media_name, MediaName, PartLookup, StreamMedia, TrackFormat, TrackStore,
+};
+use hivecast_proto::hls;
+
+use super::api::stream_name;
+use super::error::{ApiError, ApiPath};
+use crate::app::App;
+
+/// Routes of this module.
+pub fn routes() -> Router<Arc<App>> {
+    Router::new()
+        .route("/hls/{stream}/master.m3u8", get(hls_master))
+        .route("/hls/{stream}/{rendition}/{file}", get(hls_file))
+        .route("/cmaf/{stream}/master.m3u8", get(cmaf_master))
+        .route("/cmaf/{stream}/manifest.mpd", get(mpd))
+        .route("/cmaf/{stream}/{rendition}/{file}", get(cmaf_file))
+}
+
+const M3U8: &str = "application/vnd.apple.mpegurl";
+/// Segment and part names carry epoch and sequence number and never repeat, so their bytes
+/// can be cached for as long as a cache likes.
+const IMMUTABLE: &str = "public, max-age=86400, immutable";
+/// Live playlists change every part; a CDN may hold one for a fraction of a part target.
+const LIVE: &str = "no-cache";
+
+fn reply(body: Bytes, content_type: &'static str, cache: &'static str) -> Response {
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+            (header::CACHE_CONTROL, HeaderValue::from_static(cache)),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// The current session of a stream, or the right error: 410 if it ended, 404 otherwise.
+fn media_of(app: &App, stream: &str) -> Result<Arc<StreamMedia>, ApiError> {
+    let name = stream_name(stream)?;
+    if let Some(m) = app.store.get(name.as_str()) {
+        return Ok(m);
+    }
+    match app.storage.stream(name.as_str())? {
+        Some(rec) if !rec.status().is_live() => Err(ApiError::ended(name.as_str())),
+        Some(_) => Err(ApiError::not_found(format!(
+            "stream {name} has no media yet"
+        ))),
+        None => Err(ApiError::not_found(format!("no stream {name}"))),
+    }
+}
+
+/// How long a blocking request may wait: RFC 8216bis 6.2.5.2 lets a server answer 503 only
+/// after three times the target duration.
+fn block_deadline(media: &StreamMedia) -> Duration {
+    media.config.segment_target * 3
+}
+
+async fn hls_master(
+    State(app): State<Arc<App>>,
+    ApiPath(stream): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    let media = media_of(&app, &stream)?;
+    master_playlist(&media, TrackFormat::Ts)
+        .map(|b| reply(b, M3U8, LIVE))
+        .ok_or_else(|| ApiError::not_found(format!("stream {stream} has no segment yet")))
+}
+
+async fn cmaf_master(
+    State(app): State<Arc<App>>,
+    ApiPath(stream): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    let media = media_of(&app, &stream)?;
+    master_playlist(&media, TrackFormat::Cmaf)
+        .map(|b| reply(b, M3U8, LIVE))
+        .ok_or_else(|| ApiError::not_found(format!("stream {stream} has no segment yet")))
+}
+
+async fn mpd(
+    State(app): State<Arc<App>>,
+    ApiPath(stream): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    let media = media_of(&app, &stream)?;
+    media
+        .mpd()
+        .map(|b| reply(b, "application/dash+xml", LIVE))
+        .ok_or_else(|| ApiError::not_found(format!("stream {stream} has no segment yet")))
+}
+
+async fn hls_file(
+    State(app): State<Arc<App>>,
+    ApiPath((stream, rendition, file)): ApiPath<(String, String, String)>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let media = media_of(&app, &stream)?;
+    let track = media
+        .find(TrackFormat::Ts, &rendition)
+        .ok_or_else(|| ApiError::not_found(format!("no rendition {rendition}")))?;
+    match parse_media_name(&file) {
+        Some(MediaName::Playlist) => playlist(&media, &track, query.as_deref()).await,
+        Some(MediaName::TsSegment { epoch, msn }) if epoch == media.epoch => track
+            .segment(msn)
+            .map(|b| reply(b, "video/mp2t", IMMUTABLE))
+            .ok_or_else(|| ApiError::not_found(format!("no segment {file}"))),
+        _ => Err(ApiError::not_found(format!("no file {file}"))),
+    }
+}
+
+async fn cmaf_file(
+    State(app): State<Arc<App>>,
+    ApiPath((stream, rendition, file)): ApiPath<(String, String, String)>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let media = media_of(&app, &stream)?;
+    let track = media
+        .find(TrackFormat::Cmaf, &rendition)
+        .ok_or_else(|| ApiError::not_found(format!("no rendition {rendition}")))?;
+    match parse_media_name(&file) {
+        Some(MediaName::Playlist) => playlist(&media, &track, query.as_deref()).await,
+        Some(MediaName::Init { epoch }) if epoch == media.epoch => track
+            .init()
+            .map(|b| reply(b, "video/mp4", IMMUTABLE))
+            .ok_or_else(|| ApiError::not_found("no init segment yet")),
+        Some(MediaName::Segment { epoch, msn }) if epoch == media.epoch => track
+            .segment(msn)
+            .map(|b| reply(b, "video/iso.segment", IMMUTABLE))
+            .ok_or_else(|| ApiError::not_found(format!("no segment {file}"))),
+        Some(MediaName::Part { epoch, msn, part }) if epoch == media.epoch => {
+            part_file(&media, &track, msn, part).await
+        }
+        _ => Err(ApiError::not_found(format!("no file {file}"))),
+    }
+}
+
+/// A part; a request for the part named in the PRELOAD-HINT waits until it exists.
+async fn part_file(
+    media: &StreamMedia,
+    track: &TrackStore,
+    msn: u64,
+    part: u64,
+) -> Result<Response, ApiError> {
+    let mut rx = track.subscribe();
+    let deadline = tokio::time::Instant::now() + block_deadline(media);
+    loop {
+        match track.part(msn, part) {
+            PartLookup::Found(b) => return Ok(reply(b, "video/iso.segment", IMMUTABLE)),
+            PartLookup::Missing => {
+                return Err(ApiError::not_found(format!("no part {msn}.{part}")))
+            }
+            PartLookup::Pending => {}
+        }
+        match tokio::time::timeout_at(deadline, rx.changed()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(ApiError::not_found("track closed")),
+            Err(_) => {
+                return Err(ApiError::unavailable(format!(
+                    "part {msn}.{part} not produced in time"
+                )))
+            }
+        }
+    }
+}
+
+/// A media playlist, with LL-HLS blocking reload (`_HLS_msn`, `_HLS_part`).
+async fn playlist(
+    media: &StreamMedia,
+    track: &TrackStore,
+    query: Option<&str>,
+) -> Result<Response, ApiError> {
+    let req = match query {
+        Some(q) if track.format == TrackFormat::Cmaf => {
+            hls::parse_blocking_request(q).map_err(|e| ApiError::bad_request(e.to_string()))?
+        }
+        _ => None,
+    };
+    if let Some(req) = req {
+        // RFC 8216bis 6.2.5.2: a request more than two segments past the last one in the
+        // playlist gets 400 at once rather than a long wait.
+        let last = track.next_msn().saturating_sub(1);
+        if req.msn > last + 2 {
+            return Err(ApiError::bad_request(format!(
+                "_HLS_msn={} is more than two segments ahead of {last}",
+                req.msn
+            )));
+        }
+        let mut rx = track.subscribe();
+        let deadline = tokio::time::Instant::now() + block_deadline(media);
+        while !track.has(req.msn, req.part) {
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => break,
+                Err(_) => {
+                    return Err(ApiError::unavailable(format!(
+                        "segment {} part {:?} not produced in time",
+                        req.msn, req.part
+                    )))
+                }
+            }
+        }
+    }
+    track
+        .playlist()
+        .map(|b| reply(b, M3U8, LIVE))
+        .ok_or_else(|| ApiError::not_found("no segment yet"))
+}

@@ -1,0 +1,3 @@
+//! Listeners: the only code that reads sockets.
+
+pub mod rtmp;

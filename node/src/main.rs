@@ -1,0 +1,166 @@
+//! hivecast: one node of a live video streaming cluster.
+//!
+//! Layout: `cli` (commands), `config` (figment), `storage` (redb: keys, streams, audit; the
+//! single-node registry), `keys`, `app` (shared state, stream manager), `listen/` (RTMP),
+//! `http/` (API, playback, WebSocket). This crate alone knows URLs, JSON and config files.
+
+mod app;
+mod cli;
+mod config;
+mod http;
+mod keys;
+mod listen;
+mod storage;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use clap::Parser;
+use hivecast_actors::events::EventHub;
+use hivecast_actors::store::SegmentStore;
+use hivecast_actors::types::StreamName;
+use tokio::net::TcpListener;
+use tracing::info;
+
+use crate::app::App;
+use crate::cli::{Cli, Command};
+use crate::config::Config;
+use crate::storage::{LocalRegistry, Storage};
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.command {
+        Command::Run { config } => rt.block_on(run(config)),
+        Command::Key { op, config, url } => rt.block_on(cli::key(op, config, url)),
+        Command::Cluster { op, config, url } => rt.block_on(cli::cluster(op, config, url)),
+    }
+}
+
+async fn run(config: Option<std::path::PathBuf>) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,tower_http=warn,ractor=warn".into()),
+        )
+        .init();
+    let cfg = Config::load(config.as_deref()).context("loading configuration")?;
+    let hub = EventHub::new(1024);
+    let storage = Storage::open(&cfg.node.data_dir, &cfg.node.id, hub.clone())
+        .with_context(|| format!("opening storage in {}", cfg.node.data_dir.display()))?;
+    let orphans = storage.fail_orphans()?;
+    if orphans > 0 {
+        info!(
+            orphans,
+            "streams left live by a previous run moved to ERROR"
+        );
+    }
+    let (admin_token, generated) = resolve_admin_token(&cfg)?;
+
+    let rtmp = TcpListener::bind(cfg.rtmp.listen)
+        .await
+        .with_context(|| format!("binding RTMP on {}", cfg.rtmp.listen))?;
+    let http = TcpListener::bind(cfg.http.listen)
+        .await
+        .with_context(|| format!("binding HTTP on {}", cfg.http.listen))?;
+
+    if generated {
+        first_start_banner(&cfg, &storage, &admin_token)?;
+    }
+
+    let app = Arc::new(App {
+        config: cfg.clone(),
+        admin_token,
+        store: SegmentStore::new(),
+        storage: storage.clone(),
+        registry: Arc::new(LocalRegistry(storage)),
+        hub,
+        live: Mutex::new(HashMap::new()),
+        stats: Mutex::new(HashMap::new()),
+    });
+    tokio::spawn(listen::rtmp::serve(app.clone(), rtmp));
+    tokio::spawn(app.clone().sweep_ended());
+    info!(rtmp = %cfg.rtmp.listen, http = %cfg.http.listen, node = %cfg.node.id, "hivecast node ready");
+    axum::serve(
+        http,
+        http::router(app).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown())
+    .await?;
+    info!("shut down");
+    Ok(())
+}
+
+/// The admin token: configured, or generated once and kept in `<data_dir>/admin_token`.
+fn resolve_admin_token(cfg: &Config) -> anyhow::Result<(String, bool)> {
+    if !cfg.auth.admin_token.is_empty() {
+        return Ok((cfg.auth.admin_token.clone(), false));
+    }
+    let path = cfg.node.data_dir.join("admin_token");
+    if let Ok(t) = std::fs::read_to_string(&path) {
+        if !t.trim().is_empty() {
+            return Ok((t.trim().to_owned(), false));
+        }
+    }
+    let token = keys::admin_token();
+    write_private(&path, &token).with_context(|| format!("writing {}", path.display()))?;
+    Ok((token, true))
+}
+
+fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    o.mode(0o600);
+    o.open(path)?.write_all(contents.as_bytes())
+}
+
+/// Printed once, on the first start without a configured token: the token and a
+/// ready-to-paste publish line for a `demo` key created now.
+fn first_start_banner(cfg: &Config, storage: &Storage, token: &str) -> anyhow::Result<()> {
+    let (key_id, key) = keys::generate();
+    let demo = StreamName::new("demo").expect("valid name");
+    storage.create_key(&key_id, &key, &demo)?;
+    let rtmp_port = cfg.rtmp.listen.port();
+    let http_port = cfg.http.listen.port();
+    println!(
+        "\n\
+         hivecast first start\n\
+         --------------------\n\
+         admin token (shown once; also stored in {dir}/admin_token):\n  {token}\n\n\
+         a key for stream \"demo\" was created. Publish a test pattern with ffmpeg:\n  \
+         ffmpeg -re -f lavfi -i testsrc2=size=1280x720:rate=30 -f lavfi -i sine -c:v libx264 -preset veryfast -tune zerolatency -g 30 -c:a aac -f flv rtmp://127.0.0.1:{rtmp_port}/live/{key}\n\
+         or in OBS: Server rtmp://127.0.0.1:{rtmp_port}/live  Stream Key {key}\n\n\
+         watch:\n  http://127.0.0.1:{http_port}/hls/demo/master.m3u8   (HLS)\n  \
+         http://127.0.0.1:{http_port}/cmaf/demo/master.m3u8  (LL-HLS)\n  \
+         http://127.0.0.1:{http_port}/cmaf/demo/manifest.mpd (DASH)\n\n\
+         more keys: hivecast key create --stream NAME\n",
+        dir = cfg.node.data_dir.display()
+    );
+    Ok(())
+}
+
+async fn shutdown() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

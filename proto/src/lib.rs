@@ -1,0 +1,23 @@
+//! Sans-IO wire and media formats for hivecast.
+//!
+//! Layout (mirrors mediacommon's codecs/formats split):
+//! - [`codec`]: H.264 (avcC, SPS, AVCC <-> Annex B) and AAC (AudioSpecificConfig, ADTS).
+//! - [`rtmp`] and [`flv`]: the ingest side: an RTMP server session and FLV tag bodies.
+//! - [`media`]: the protocol-independent frames that flow from ingest to packaging.
+//! - [`ts`] and [`cmaf`]: the muxers (MPEG-TS for legacy HLS, fMP4/CMAF for LL-HLS and DASH).
+//! - [`hls`] and [`dash`]: playlist and MPD writers, pure functions of a snapshot.
+//! - [`time`]: wall-clock formatting helpers (the clock itself is always an argument).
+//!
+//! **Architecture Invariant:** this crate performs no I/O, spawns no tasks and reads no clock.
+//! Bytes or typed values go in; events and bytes come out into buffers the caller owns.
+#![warn(missing_docs, unreachable_pub)]
+
+pub mod cmaf;
+pub mod codec;
+pub mod dash;
+pub mod flv;
+pub mod hls;
+pub mod media;
+pub mod rtmp;
+pub mod time;
+pub mod ts;
