@@ -12,6 +12,17 @@ use serde::Deserialize;
 /// The embedded default (single node, no external services).
 pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
 
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Parsing or merging failed (figment's message names the key and the source).
+    #[error(transparent)]
+    Load(Box<figment::Error>),
+    /// A value is out of range.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Config {
@@ -38,6 +49,7 @@ pub struct NodeSection {
     /// Where the redb file and the generated admin token live.
     pub data_dir: PathBuf,
     /// Region label (routing, later).
+    #[allow(dead_code)] // used by routing (cluster issue)
     pub region: String,
 }
 
@@ -97,7 +109,7 @@ pub struct DebugSection {
 
 impl Config {
     /// Load the default, then `file`, then the environment.
-    pub fn load(file: Option<&Path>) -> Result<Self, figment::Error> {
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
         let mut fig = Figment::from(Toml::string(DEFAULT_TOML));
         if let Some(f) = file {
             fig = fig.merge(Toml::file_exact(f));
@@ -107,7 +119,7 @@ impl Config {
                 .split("__")
                 .ignore(&["admin_token", "bin"]),
         );
-        let mut cfg: Config = fig.extract()?;
+        let mut cfg: Config = fig.extract().map_err(|e| ConfigError::Load(Box::new(e)))?;
         if let Ok(t) = std::env::var("HIVECAST_ADMIN_TOKEN") {
             if !t.is_empty() {
                 cfg.auth.admin_token = t;
@@ -117,8 +129,8 @@ impl Config {
         Ok(cfg)
     }
 
-    fn validate(&self) -> Result<(), figment::Error> {
-        let bad = |m: &str| Err(figment::Error::from(m.to_owned()));
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
         if self.media.part_target_ms < 50 || self.media.part_target_ms > 5000 {
             return bad("media.part_target_ms must be within 50..=5000");
         }

@@ -199,7 +199,7 @@ impl Storage {
             let (_, v) = row?;
             out.push(decode::<KeyRecord>("keys", v.value())?);
         }
-        out.sort_by(|a, b| b.created_at_ms.cmp(&a.created_at_ms));
+        out.sort_by_key(|k| std::cmp::Reverse(k.created_at_ms));
         Ok(out)
     }
 

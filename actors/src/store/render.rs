@@ -68,6 +68,7 @@ pub(crate) fn media_playlist(
             program_date_time_ms: Some(s.pdt_ms),
             parts,
             discontinuity: false,
+            map: None,
         });
     }
 
@@ -101,8 +102,16 @@ pub(crate) fn media_playlist(
                 MediaName::Part { epoch, msn, part }.file_name(),
             ));
         }
-        server_control = Some(hls::ServerControl::low_latency(part_target * 3.0));
-        part_inf = Some(hls::PartInf::new(part_target));
+        let pi = match hls::PartInf::new(part_target) {
+            Ok(pi) => pi,
+            Err(error) => {
+                tracing::error!(%error, "invalid part target");
+                return None;
+            }
+        };
+        // 3 x PART-TARGET, computed on the written milliseconds (RFC 8216bis 4.4.3.8).
+        server_control = hls::ServerControl::low_latency(&pi, pi.min_part_hold_back()).ok();
+        part_inf = Some(pi);
         map = Some(hls::Map::new(MediaName::Init { epoch }.file_name()));
         drop(g);
         for s in siblings {
@@ -125,18 +134,23 @@ pub(crate) fn media_playlist(
         version: if ll { 9 } else { 3 },
         target_duration,
         media_sequence: listed_first_msn(&g, skip),
+        discontinuity_sequence: 0,
         independent_segments: true,
         server_control,
         part_inf,
         map,
         segments,
+        trailing_start: hls::SegmentStart::default(),
         trailing_parts,
         preload_hint,
         rendition_reports,
         ended: g.ended,
     };
     let mut out = String::with_capacity(4096);
-    hls::render_media_playlist(&playlist, &mut out);
+    if let Err(error) = hls::render_media_playlist(&playlist, &mut out) {
+        tracing::error!(%error, "media playlist rejected");
+        return None;
+    }
     Some(Bytes::from(out))
 }
 
@@ -148,8 +162,7 @@ fn listed_first_msn(g: &super::track::TrackInner, skip: usize) -> u64 {
 /// (a passthrough source's GOP decides where segments can be cut). RFC 8216bis 4.4.3.1 asks
 /// for every EXTINF rounded to the nearest integer to be <= this.
 fn target_duration(configured: f64, longest: f64) -> u32 {
-    let t = configured.max(longest).round().max(1.0);
-    t as u32
+    hls::target_duration_for(configured.max(longest))
 }
 
 /// Render a stream's master playlist for `format`, once every track has its codec info.
@@ -222,7 +235,10 @@ pub fn master_playlist(media: &StreamMedia, format: TrackFormat) -> Option<Bytes
         variants,
     };
     let mut out = String::with_capacity(1024);
-    hls::render_master_playlist(&m, &mut out);
+    if let Err(error) = hls::render_master_playlist(&m, &mut out) {
+        tracing::error!(%error, "master playlist rejected");
+        return None;
+    }
     Some(Bytes::from(out))
 }
 
@@ -315,6 +331,9 @@ pub(crate) fn mpd(
         adaptation_sets: sets,
     };
     let mut out = String::with_capacity(4096);
-    dash::render_mpd(&m, &mut out);
+    if let Err(error) = dash::render_mpd(&m, &mut out) {
+        tracing::error!(%error, "MPD rejected");
+        return None;
+    }
     Some(Bytes::from(out))
 }

@@ -220,6 +220,11 @@ impl TrackStore {
             buf.freeze()
         });
         let duration_ticks = end.saturating_sub(open.start);
+        if duration_ticks == 0 || open.parts.is_empty() && data.is_empty() {
+            // An empty segment (the publisher stopped right at a boundary) is not listed:
+            // EXTINF:0 and a DASH S@d of 0 are both invalid.
+            return;
+        }
         let duration = duration_ticks as f64 / f64::from(timescale.max(1));
         if duration > 0.0 {
             let bps = (data.len() as f64 * 8.0 / duration) as u64;

@@ -386,11 +386,14 @@ impl AudioPackager {
             if self.open {
                 self.track.finish_segment(self.next_ts, None);
             }
-            // Re-anchor on the frame's own timestamp at every segment start; in between,
-            // samples are back to back (1024 each) unless the source drifts by over two frames.
-            self.next_ts = ts;
+            // Samples are back to back (1024 each), across segments too, so the DASH timeline
+            // has no overlaps or gaps; re-anchor on the frame's own timestamp only at the start
+            // or when the source drifts by more than two frames.
+            if !self.open || ts.abs_diff(self.next_ts) > 2 * AAC_FRAME {
+                self.next_ts = ts;
+            }
             let pdt = self.media.start_wall_ms().unwrap_or(0) + a.pts_90k / 90;
-            self.track.begin_segment(ts, pdt);
+            self.track.begin_segment(self.next_ts, pdt);
             self.open = true;
             self.media.render(&self.track);
             self.media.render_mpd();
@@ -443,9 +446,9 @@ impl AudioPackager {
 /// Either packager, driven by a bounded channel.
 pub enum PackagerTask {
     /// A video rendition.
-    Video(VideoPackager, mpsc::Receiver<PackagerInput>),
+    Video(Box<VideoPackager>, mpsc::Receiver<PackagerInput>),
     /// The audio track.
-    Audio(AudioPackager, mpsc::Receiver<PackagerInput>),
+    Audio(Box<AudioPackager>, mpsc::Receiver<PackagerInput>),
 }
 
 impl PackagerTask {

@@ -117,10 +117,10 @@ impl Actor for StreamSupervisor {
             outcome: otx,
         };
         let video = PackagerTask::Video(
-            VideoPackager::new(media.clone(), RenditionId::source()),
+            Box::new(VideoPackager::new(media.clone(), RenditionId::source())),
             vrx,
         );
-        let audio = PackagerTask::Audio(AudioPackager::new(media.clone()), arx);
+        let audio = PackagerTask::Audio(Box::new(AudioPackager::new(media.clone())), arx);
         let notifier = NotifierTask {
             name: media.name.clone(),
             epoch: media.epoch,

@@ -171,9 +171,9 @@ impl Connection {
                 RtmpEvent::Metadata(m) => {
                     if let Some(tx) = &self.ingest {
                         let md = SourceMetadata {
-                            frame_rate: m.frame_rate,
-                            video_kbps: m.video_data_rate,
-                            audio_kbps: m.audio_data_rate,
+                            frame_rate: m.framerate.map(f64::from),
+                            video_kbps: m.video_data_rate_kbps.map(f64::from),
+                            audio_kbps: m.audio_data_rate_kbps.map(f64::from),
                         };
                         tx.send(IngestInput::Metadata(md))
                             .await
