@@ -102,6 +102,8 @@ pub(crate) struct Timeline {
     /// Publisher clock unwrapping: RTMP timestamps are 32-bit milliseconds.
     last_raw: Option<u32>,
     wraps: i64,
+    /// Segments opened so far.
+    segments: u64,
 }
 
 impl Timeline {
@@ -154,11 +156,18 @@ impl Timeline {
         }
         self.last_video_dts = Some(dts);
         let pts = dts + i64::from(cts_ms) * 90;
-        let first = self.segment_start_pts == 0 && dts == 0 && keyframe;
-        let boundary =
-            first || (keyframe && pts - self.segment_start_pts >= self.segment_target_90k);
+        let first = self.segments == 0;
+        // Fast start: the first segment closes at the first keyframe after half the target,
+        // so the first playlist (which needs one complete segment) is out sooner.
+        let target = if self.segments == 1 {
+            self.segment_target_90k / 2
+        } else {
+            self.segment_target_90k
+        };
+        let boundary = first || (keyframe && pts - self.segment_start_pts >= target);
         if boundary {
             self.segment_start_pts = pts;
+            self.segments += 1;
         }
         Some((dts, boundary))
     }
@@ -443,7 +452,11 @@ mod tests {
                 }
             }
         }
-        assert_eq!(cuts, vec![0, 60, 120, 180, 240]);
+        assert_eq!(
+            cuts,
+            vec![0, 30, 90, 150, 210, 270],
+            "first segment half the target"
+        );
     }
 
     #[test]

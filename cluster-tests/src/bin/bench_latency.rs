@@ -1,0 +1,460 @@
+//! `bench_latency`: how long a frame takes from the publisher's socket to a viewer.
+//!
+//! Publishes a pre-encoded FLV file (made by `scripts/bench-latency` with ffmpeg) over RTMP at
+//! real-time pace, using rml_rtmp's client session, and records when each video frame was
+//! written to the socket. Meanwhile it follows the stream like a player:
+//! - LL-HLS (CMAF): blocking playlist reloads (`_HLS_msn`/`_HLS_part`) on the `source`
+//!   rendition, fetching each new part; a part's frames are read from its `tfdt`/`trun`.
+//! - HLS (MPEG-TS): playlist polling every 20 ms, fetching each new segment; a segment's frames
+//!   are the span of its EXTINF from the stream start.
+//!
+//! For every frame: latency = (time the part/segment holding it was fully fetched) - (time the
+//! frame was written). Prints one JSON object with p50/p95 per format and the time from the
+//! RTMP connect to the first playable master + media playlist.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use bytes::Bytes;
+use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
+use rml_rtmp::sessions::{
+    ClientSession, ClientSessionConfig, ClientSessionEvent, ClientSessionResult, PublishRequestType,
+};
+use rml_rtmp::time::RtmpTimestamp;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+struct Tag {
+    kind: u8,
+    ts: u32,
+    data: Bytes,
+}
+
+fn read_flv(path: &str) -> anyhow::Result<Vec<Tag>> {
+    let b = std::fs::read(path).with_context(|| format!("reading {path}"))?;
+    if b.len() < 13 || &b[..3] != b"FLV" {
+        bail!("{path} is not an FLV file");
+    }
+    let mut pos = u32::from_be_bytes([b[5], b[6], b[7], b[8]]) as usize + 4;
+    let mut tags = Vec::new();
+    while pos + 11 <= b.len() {
+        let kind = b[pos];
+        let size = u32::from_be_bytes([0, b[pos + 1], b[pos + 2], b[pos + 3]]) as usize;
+        let ts = u32::from_be_bytes([b[pos + 7], b[pos + 4], b[pos + 5], b[pos + 6]]);
+        let start = pos + 11;
+        if start + size > b.len() {
+            break;
+        }
+        tags.push(Tag {
+            kind,
+            ts,
+            data: Bytes::copy_from_slice(&b[start..start + size]),
+        });
+        pos = start + size + 4;
+    }
+    Ok(tags)
+}
+
+/// (tfdt, sum of sample durations) of the first traf of a CMAF chunk.
+fn part_span(b: &[u8]) -> Option<(u64, u64)> {
+    fn boxes(b: &[u8]) -> impl Iterator<Item = (&[u8; 4], &[u8])> {
+        let mut pos = 0;
+        std::iter::from_fn(move || {
+            if pos + 8 > b.len() {
+                return None;
+            }
+            let size = u32::from_be_bytes(b[pos..pos + 4].try_into().ok()?) as usize;
+            if size < 8 || pos + size > b.len() {
+                return None;
+            }
+            let kind: &[u8; 4] = b[pos + 4..pos + 8].try_into().ok()?;
+            let body = &b[pos + 8..pos + size];
+            pos += size;
+            Some((kind, body))
+        })
+    }
+    let moof = boxes(b).find(|(k, _)| *k == b"moof")?.1;
+    let traf = boxes(moof).find(|(k, _)| *k == b"traf")?.1;
+    let mut tfdt = None;
+    let mut total = 0u64;
+    let mut default_dur = 0u32;
+    for (k, body) in boxes(traf) {
+        match k {
+            b"tfhd" => {
+                let flags = u32::from_be_bytes([0, body[1], body[2], body[3]]);
+                let mut p = 8;
+                if flags & 0x1 != 0 {
+                    p += 8;
+                }
+                if flags & 0x2 != 0 {
+                    p += 4;
+                }
+                if flags & 0x8 != 0 {
+                    default_dur = u32::from_be_bytes(body.get(p..p + 4)?.try_into().ok()?);
+                }
+            }
+            b"tfdt" => {
+                tfdt = Some(if body[0] == 1 {
+                    u64::from_be_bytes(body.get(4..12)?.try_into().ok()?)
+                } else {
+                    u64::from(u32::from_be_bytes(body.get(4..8)?.try_into().ok()?))
+                });
+            }
+            b"trun" => {
+                let flags = u32::from_be_bytes([0, body[1], body[2], body[3]]);
+                let count = u32::from_be_bytes(body.get(4..8)?.try_into().ok()?);
+                let mut p = 8;
+                if flags & 0x1 != 0 {
+                    p += 4;
+                }
+                if flags & 0x4 != 0 {
+                    p += 4;
+                }
+                let per = [0x100, 0x200, 0x400, 0x800]
+                    .iter()
+                    .filter(|f| flags & **f != 0)
+                    .count()
+                    * 4;
+                for _ in 0..count {
+                    let d = if flags & 0x100 != 0 {
+                        u32::from_be_bytes(body.get(p..p + 4)?.try_into().ok()?)
+                    } else {
+                        default_dur
+                    };
+                    total += u64::from(d);
+                    p += per;
+                }
+            }
+            _ => {}
+        }
+    }
+    Some((tfdt?, total))
+}
+
+fn percentile(v: &mut [f64], p: f64) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    Some((v[i] * 10.0).round() / 10.0)
+}
+
+/// dts (90 kHz, from the first keyframe) -> when that frame was written.
+type Sent = Arc<Mutex<HashMap<i64, Instant>>>;
+
+/// Latencies of the frames written at or after `from` (to leave out the start-up, where frames
+/// wait for the first complete segment).
+fn latencies(sent: &Sent, spans: &[(u64, u64, Instant)], from: Option<Instant>) -> Vec<f64> {
+    let sent = sent.lock().unwrap();
+    let mut out = Vec::new();
+    for (start, dur, at) in spans {
+        for (dts, t) in sent.iter() {
+            let d = *dts as u64;
+            if from.is_some_and(|f| *t < f) {
+                continue;
+            }
+            if *dts >= 0 && d >= *start && d < start + dur {
+                out.push(at.saturating_duration_since(*t).as_secs_f64() * 1000.0);
+            }
+        }
+    }
+    out
+}
+
+async fn follow_cmaf(
+    http: reqwest::Client,
+    base: String,
+    until: Instant,
+) -> Vec<(u64, u64, Instant)> {
+    let mut spans = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let url = format!("{base}/source/index.m3u8");
+    let mut next: Option<(u64, u64)> = None;
+    while Instant::now() < until {
+        let q = match next {
+            Some((m, p)) => format!("{url}?_HLS_msn={m}&_HLS_part={p}"),
+            None => url.clone(),
+        };
+        let Ok(r) = http.get(&q).send().await else {
+            continue;
+        };
+        if !r.status().is_success() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        }
+        let text = r.text().await.unwrap_or_default();
+        let mut last: Option<(u64, u64)> = None;
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("#EXT-X-PART:") {
+                let Some(uri) = rest
+                    .split("URI=\"")
+                    .nth(1)
+                    .and_then(|s| s.split('"').next())
+                else {
+                    continue;
+                };
+                let stem = uri.trim_end_matches(".m4s");
+                let mut it = stem.split(['-', '.']);
+                let (_, m, p) = (it.next(), it.next(), it.next());
+                let (Some(m), Some(p)) = (
+                    m.and_then(|x| x.parse().ok()),
+                    p.and_then(|x| x.parse().ok()),
+                ) else {
+                    continue;
+                };
+                last = Some((m, p));
+                if seen.insert(uri.to_owned()) {
+                    if let Ok(pr) = http.get(format!("{base}/source/{uri}")).send().await {
+                        if let Ok(body) = pr.bytes().await {
+                            let at = Instant::now();
+                            if let Some((t, d)) = part_span(&body) {
+                                spans.push((t, d, at));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        next = last.map(|(m, p)| (m, p + 1));
+        if text.contains("#EXT-X-ENDLIST") {
+            break;
+        }
+    }
+    spans
+}
+
+async fn follow_ts(
+    http: reqwest::Client,
+    base: String,
+    until: Instant,
+) -> Vec<(u64, u64, Instant)> {
+    let mut spans = Vec::new();
+    let mut starts: HashMap<u64, u64> = HashMap::new();
+    starts.insert(0, 0);
+    let url = format!("{base}/source/index.m3u8");
+    while Instant::now() < until {
+        let Ok(r) = http.get(&url).send().await else {
+            continue;
+        };
+        let text = if r.status().is_success() {
+            r.text().await.unwrap_or_default()
+        } else {
+            String::new()
+        };
+        let mut dur: f64 = 0.0;
+        for line in text.lines() {
+            if let Some(d) = line.strip_prefix("#EXTINF:") {
+                dur = d
+                    .trim_end_matches(',')
+                    .split(',')
+                    .next()
+                    .and_then(|x| x.parse().ok())
+                    .unwrap_or(0.0);
+            } else if line.ends_with(".ts") {
+                let msn: u64 = line
+                    .trim_end_matches(".ts")
+                    .split('-')
+                    .nth(1)
+                    .and_then(|x| x.parse().ok())
+                    .unwrap_or(0);
+                let d90 = (dur * 90_000.0).round() as u64;
+                let Some(start) = starts.get(&msn).copied() else {
+                    continue;
+                };
+                if starts.contains_key(&(msn + 1)) {
+                    continue; // already fetched
+                }
+                if http
+                    .get(format!("{base}/source/{line}"))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
+                {
+                    spans.push((start, d90, Instant::now()));
+                    starts.insert(msn + 1, start + d90);
+                }
+            }
+        }
+        if text.contains("#EXT-X-ENDLIST") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    spans
+}
+
+async fn first_playable(
+    http: reqwest::Client,
+    url: String,
+    media: String,
+    t0: Instant,
+) -> Option<f64> {
+    while t0.elapsed() < Duration::from_secs(30) {
+        let ok = |r: reqwest::Result<reqwest::Response>| r.is_ok_and(|r| r.status().is_success());
+        if ok(http.get(&url).send().await) && ok(http.get(&media).send().await) {
+            return Some(t0.elapsed().as_secs_f64() * 1000.0);
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    None
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1).cloned())
+            .with_context(|| format!("missing {name}"))
+    };
+    let rtmp_addr = arg("--rtmp-addr")?; // 127.0.0.1:1935
+    let key = arg("--key")?;
+    let http_base = arg("--http")?; // http://127.0.0.1:8080
+    let stream = arg("--stream")?;
+    let flv = arg("--flv")?;
+    let tags = read_flv(&flv)?;
+    let media_secs = tags.last().map_or(0, |t| t.ts) as f64 / 1000.0;
+
+    let t0 = Instant::now();
+    let mut sock = TcpStream::connect(&rtmp_addr).await?;
+    sock.set_nodelay(true)?;
+    let mut hs = Handshake::new(PeerType::Client);
+    sock.write_all(&hs.generate_outbound_p0_and_p1()?).await?;
+    let mut buf = vec![0u8; 65536];
+    let leftover = loop {
+        let n = sock.read(&mut buf).await?;
+        if n == 0 {
+            bail!("server closed during handshake");
+        }
+        match hs.process_bytes(&buf[..n])? {
+            HandshakeProcessResult::InProgress { response_bytes } => {
+                sock.write_all(&response_bytes).await?
+            }
+            HandshakeProcessResult::Completed {
+                response_bytes,
+                remaining_bytes,
+            } => {
+                sock.write_all(&response_bytes).await?;
+                break remaining_bytes;
+            }
+        }
+    };
+    let (mut session, initial) = ClientSession::new(ClientSessionConfig::new())?;
+    let mut pending: Vec<ClientSessionResult> = initial;
+    pending.extend(session.handle_input(&leftover)?);
+    pending.push(session.request_connection("live".to_owned())?);
+    let mut published = false;
+    let mut connected = false;
+    while !published {
+        for r in std::mem::take(&mut pending) {
+            match r {
+                ClientSessionResult::OutboundResponse(p) => sock.write_all(&p.bytes).await?,
+                ClientSessionResult::RaisedEvent(ClientSessionEvent::ConnectionRequestAccepted) => {
+                    connected = true
+                }
+                ClientSessionResult::RaisedEvent(ClientSessionEvent::PublishRequestAccepted) => {
+                    published = true
+                }
+                ClientSessionResult::RaisedEvent(e) => eprintln!("rtmp event: {e:?}"),
+                ClientSessionResult::UnhandleableMessageReceived(_) => {}
+            }
+        }
+        if connected {
+            connected = false;
+            pending.push(session.request_publishing(key.clone(), PublishRequestType::Live)?);
+            continue;
+        }
+        if published {
+            break;
+        }
+        let n = sock.read(&mut buf).await?;
+        if n == 0 {
+            bail!("server closed the connection before publishing was accepted");
+        }
+        pending.extend(session.handle_input(&buf[..n])?);
+    }
+
+    let http = reqwest::Client::new();
+    let cmaf_base = format!("{http_base}/cmaf/{stream}");
+    let hls_base = format!("{http_base}/hls/{stream}");
+    let until = Instant::now() + Duration::from_secs_f64(media_secs + 10.0);
+    let first_ll = tokio::spawn(first_playable(
+        http.clone(),
+        format!("{cmaf_base}/master.m3u8"),
+        format!("{cmaf_base}/source/index.m3u8"),
+        t0,
+    ));
+    let first_hls = tokio::spawn(first_playable(
+        http.clone(),
+        format!("{hls_base}/master.m3u8"),
+        format!("{hls_base}/source/index.m3u8"),
+        t0,
+    ));
+    let cmaf = tokio::spawn(follow_cmaf(http.clone(), cmaf_base, until));
+    let ts = tokio::spawn(follow_ts(http.clone(), hls_base, until));
+
+    // Drain the server's bytes (acks) in the background so its writes never block.
+    let (mut rd, mut wr) = sock.into_split();
+    tokio::spawn(async move {
+        let mut b = vec![0u8; 65536];
+        while rd.read(&mut b).await.is_ok_and(|n| n > 0) {}
+    });
+    let sent: Sent = Arc::new(Mutex::new(HashMap::new()));
+    let base_ts = tags
+        .iter()
+        .find(|t| t.kind == 9 && t.data.len() > 1 && t.data[0] >> 4 == 1 && t.data[1] == 1)
+        .map_or(0, |t| t.ts);
+    let start = Instant::now();
+    for tag in &tags {
+        let due = start + Duration::from_millis(u64::from(tag.ts));
+        tokio::time::sleep_until(due.into()).await;
+        let ts = RtmpTimestamp::new(tag.ts);
+        let r = match tag.kind {
+            8 => session.publish_audio_data(tag.data.clone(), ts, false)?,
+            9 => session.publish_video_data(tag.data.clone(), ts, false)?,
+            _ => continue,
+        };
+        if let ClientSessionResult::OutboundResponse(p) = r {
+            wr.write_all(&p.bytes).await?;
+        }
+        if tag.kind == 9 && tag.data.len() > 1 && tag.data[1] == 1 {
+            let dts = (i64::from(tag.ts) - i64::from(base_ts)) * 90;
+            sent.lock().unwrap().insert(dts, Instant::now());
+        }
+    }
+    for r in session.stop_publishing()? {
+        if let ClientSessionResult::OutboundResponse(p) = r {
+            wr.write_all(&p.bytes).await?;
+        }
+    }
+    let cmaf_spans = cmaf.await?;
+    let ts_spans = ts.await?;
+    let first_ll = first_ll.await?;
+    let first_hls = first_hls.await?;
+    let after = |ms: Option<f64>| ms.map(|ms| t0 + Duration::from_secs_f64(ms / 1000.0));
+    let mut ll = latencies(&sent, &cmaf_spans, None);
+    let mut hls = latencies(&sent, &ts_spans, None);
+    let mut ll_steady = latencies(&sent, &cmaf_spans, after(first_ll));
+    let mut hls_steady = latencies(&sent, &ts_spans, after(first_hls));
+    let out = json!({
+        "bench": "latency",
+        "source": {"file": flv, "media_seconds": media_secs, "video_frames": sent.lock().unwrap().len()},
+        "renditions": {
+            "source": {
+                "ll_hls_part": {"frames": ll.len(), "p50_ms": percentile(&mut ll, 0.5), "p95_ms": percentile(&mut ll, 0.95), "parts": cmaf_spans.len(),
+                    "steady": {"frames": ll_steady.len(), "p50_ms": percentile(&mut ll_steady, 0.5), "p95_ms": percentile(&mut ll_steady, 0.95)}},
+                "hls_ts_segment": {"frames": hls.len(), "p50_ms": percentile(&mut hls, 0.5), "p95_ms": percentile(&mut hls, 0.95), "segments": ts_spans.len(),
+                    "steady": {"frames": hls_steady.len(), "p50_ms": percentile(&mut hls_steady, 0.5), "p95_ms": percentile(&mut hls_steady, 0.95)}},
+            }
+        },
+        "first_playable_ms": {"ll_hls": first_ll, "hls_ts": first_hls},
+        "note": "latency = part/segment fully fetched by a client - frame written to the RTMP socket; 'steady' leaves out frames written before the first playable playlist",
+    });
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
