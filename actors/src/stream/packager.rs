@@ -443,39 +443,217 @@ impl AudioPackager {
     }
 }
 
-/// Either packager, driven by a bounded channel.
-pub enum PackagerTask {
-    /// A video rendition.
-    Video(Box<VideoPackager>, mpsc::Receiver<PackagerInput>),
-    /// The audio track.
-    Audio(Box<AudioPackager>, mpsc::Receiver<PackagerInput>),
+/// What [`run`] drives: a packager state machine.
+pub trait Packager: Send + 'static {
+    /// Handle one input.
+    fn handle(&mut self, input: PackagerInput);
+    /// The input closed without `End`: flush what is open.
+    fn finish(&mut self);
 }
 
-impl PackagerTask {
-    /// Consume inputs until `End` or the channel closes.
-    pub async fn run(self) -> Result<(), String> {
-        match self {
-            PackagerTask::Video(mut p, mut rx) => {
-                while let Some(i) = rx.recv().await {
-                    let end = matches!(i, PackagerInput::End);
-                    p.handle(i);
-                    if end {
-                        return Ok(());
-                    }
-                }
-                p.end();
+impl Packager for VideoPackager {
+    fn handle(&mut self, input: PackagerInput) {
+        VideoPackager::handle(self, input);
+    }
+    fn finish(&mut self) {
+        self.end();
+    }
+}
+
+impl Packager for AudioPackager {
+    fn handle(&mut self, input: PackagerInput) {
+        AudioPackager::handle(self, input);
+    }
+    fn finish(&mut self) {
+        self.end();
+    }
+}
+
+/// Consume inputs until `End` (or the channel closes, then flush).
+pub async fn run<P: Packager>(
+    mut p: Box<P>,
+    mut rx: mpsc::Receiver<PackagerInput>,
+) -> Result<(), String> {
+    while let Some(i) = rx.recv().await {
+        let end = matches!(i, PackagerInput::End);
+        p.handle(i);
+        if end {
+            return Ok(());
+        }
+    }
+    p.finish();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{MediaConfig, PartLookup};
+    use crate::types::{Epoch, StreamName};
+    use bytes::Bytes;
+    use std::time::Duration;
+
+    fn configs() -> TrackConfigs {
+        TrackConfigs {
+            video: Some(AvcConfig {
+                record: Bytes::new(),
+                sps: vec![Bytes::from_static(&[0x67, 0x42, 0xc0, 0x1e, 0xd9])],
+                pps: vec![Bytes::from_static(&[0x68, 0xce, 0x3c, 0x80])],
+                profile_idc: 0x42,
+                constraint_flags: 0xc0,
+                level_idc: 0x1e,
+                nal_length_size: 4,
+                width: 640,
+                height: 360,
+            }),
+            audio: Some(AacConfig {
+                asc: Bytes::from_static(&[0x12, 0x10]),
+                object_type: 2,
+                sample_rate: 44_100,
+                sample_rate_index: 4,
+                channels: 2,
+            }),
+        }
+    }
+
+    fn frame(i: i64, key: bool) -> VideoFrame {
+        let nal: &[u8] = if key {
+            &[0, 0, 0, 2, 0x65, 0x88]
+        } else {
+            &[0, 0, 0, 2, 0x41, 0x9a]
+        };
+        VideoFrame {
+            dts_90k: i * 3000,
+            cts_90k: 0,
+            keyframe: key,
+            data: Bytes::copy_from_slice(nal),
+        }
+    }
+
+    /// 10 s of 30 fps video with a 1 s GOP and 44.1 kHz audio through both packagers, with the
+    /// ingest's boundary rule (every second keyframe here: 2 s segments).
+    #[test]
+    fn segments_parts_and_audio_follow_the_boundaries() {
+        let media = StreamMedia::new(
+            StreamName::new("t").unwrap(),
+            Epoch(3),
+            MediaConfig {
+                segment_target: Duration::from_secs(2),
+                part_target: Duration::from_millis(200),
+                window_segments: 6,
+            },
+        );
+        media.set_start_wall_ms(1_000_000);
+        let mut v = VideoPackager::new(media.clone(), RenditionId::source());
+        let mut a = AudioPackager::new(media.clone());
+        let cfg = PackagerInput::Config {
+            tracks: configs(),
+            frame_rate: Some(30.0),
+            declared_kbps: 0.0,
+        };
+        v.handle(cfg.clone());
+        a.handle(cfg);
+        let mut audio_pts = 0i64;
+        for i in 0..300i64 {
+            let key = i % 30 == 0;
+            let start = i % 60 == 0;
+            let f = frame(i, key);
+            if start {
+                a.handle(PackagerInput::Boundary {
+                    pts_90k: f.pts_90k(),
+                });
             }
-            PackagerTask::Audio(mut p, mut rx) => {
-                while let Some(i) = rx.recv().await {
-                    let end = matches!(i, PackagerInput::End);
-                    p.handle(i);
-                    if end {
-                        return Ok(());
-                    }
-                }
-                p.end();
+            v.handle(PackagerInput::Video {
+                frame: f,
+                segment_start: start,
+            });
+            while audio_pts <= i * 3000 {
+                let af = AudioFrame {
+                    pts_90k: audio_pts,
+                    data: Bytes::from_static(&[0x21, 0x00]),
+                };
+                v.handle(PackagerInput::Audio(af.clone()));
+                a.handle(PackagerInput::Audio(af));
+                audio_pts += 1024 * 90_000 / 44_100;
             }
         }
-        Ok(())
+        let cmaf = media.find(TrackFormat::Cmaf, "source").unwrap();
+        let ts = media.find(TrackFormat::Ts, "source").unwrap();
+        let audio = media.find(TrackFormat::Cmaf, "audio").unwrap();
+        // Four complete 2 s segments, the fifth open.
+        assert_eq!(cmaf.next_msn(), 5);
+        assert_eq!(ts.next_msn(), 5);
+        assert_eq!(audio.next_msn(), 5);
+        for msn in 0..4 {
+            assert!(
+                cmaf.segment(msn).is_some()
+                    && ts.segment(msn).is_some()
+                    && audio.segment(msn).is_some()
+            );
+        }
+        let pl = String::from_utf8(cmaf.playlist().unwrap().to_vec()).unwrap();
+        assert!(pl.contains("#EXT-X-MAP:URI=\"init-3.mp4\""), "{pl}");
+        assert!(pl.contains("#EXTINF:2.000,\n3-3.m4s"), "{pl}");
+        assert!(pl.contains("#EXT-X-PRELOAD-HINT:TYPE=PART"), "{pl}");
+        assert!(
+            pl.contains("#EXT-X-RENDITION-REPORT:URI=\"../audio/index.m3u8\""),
+            "{pl}"
+        );
+        // Every listed part is within PART-TARGET and the first of each segment is independent.
+        for line in pl.lines().filter(|l| l.starts_with("#EXT-X-PART:")) {
+            let d: f64 = line["#EXT-X-PART:DURATION=".len()..]
+                .split(',')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!(d <= 0.2 + 1e-9, "{line}");
+            if line.contains("-4.0.m4s") || line.contains("-3.0.m4s") {
+                assert!(line.contains("INDEPENDENT=YES"), "{line}");
+            }
+        }
+        assert!(matches!(cmaf.part(3, 0), PartLookup::Found(_)));
+        let tspl = String::from_utf8(ts.playlist().unwrap().to_vec()).unwrap();
+        assert!(
+            tspl.contains("#EXT-X-VERSION:3") && tspl.contains("3-0.ts"),
+            "{tspl}"
+        );
+        // The end flushes the open segment and closes every playlist.
+        v.handle(PackagerInput::End);
+        a.handle(PackagerInput::End);
+        assert_eq!(cmaf.next_msn(), 5);
+        assert!(cmaf.segment(4).is_some() && ts.segment(4).is_some());
+        for t in [&cmaf, &ts, &audio] {
+            let pl = String::from_utf8(t.playlist().unwrap().to_vec()).unwrap();
+            assert!(
+                pl.trim_end().ends_with("#EXT-X-ENDLIST") || pl.contains("#EXT-X-ENDLIST\n"),
+                "{pl}"
+            );
+        }
+        media.render_mpd();
+        let mpd = String::from_utf8(media.mpd().unwrap().to_vec()).unwrap();
+        assert!(mpd.contains("media=\"source/3-$Number$.m4s\""), "{mpd}");
+    }
+
+    #[test]
+    fn frames_before_the_first_boundary_are_not_packaged() {
+        let media = StreamMedia::new(
+            StreamName::new("t").unwrap(),
+            Epoch(1),
+            MediaConfig::default(),
+        );
+        let mut v = VideoPackager::new(media.clone(), RenditionId::source());
+        v.handle(PackagerInput::Config {
+            tracks: configs(),
+            frame_rate: None,
+            declared_kbps: 0.0,
+        });
+        v.handle(PackagerInput::Video {
+            frame: frame(0, false),
+            segment_start: false,
+        });
+        let cmaf = media.find(TrackFormat::Cmaf, "source").unwrap();
+        assert!(matches!(cmaf.part(0, 0), PartLookup::Pending));
+        assert!(cmaf.playlist().is_none());
     }
 }

@@ -21,7 +21,7 @@ use tracing::{error, info};
 
 use super::ingest::{IngestInput, IngestOutputs, IngestTask};
 use super::notifier::NotifierTask;
-use super::packager::{AudioPackager, PackagerTask, VideoPackager};
+use super::packager::{self, AudioPackager, VideoPackager};
 use super::worker::{Worker, WorkerArgs, WorkerMsg};
 use super::{IngestStats, StreamOutcome, StreamSettings};
 use crate::events::EventHub;
@@ -116,11 +116,11 @@ impl Actor for StreamSupervisor {
             media_timeout: args.settings.media_timeout,
             outcome: otx,
         };
-        let video = PackagerTask::Video(
+        let video = packager::run(
             Box::new(VideoPackager::new(media.clone(), RenditionId::source())),
             vrx,
         );
-        let audio = PackagerTask::Audio(Box::new(AudioPackager::new(media.clone())), arx);
+        let audio = packager::run(Box::new(AudioPackager::new(media.clone())), arx);
         let notifier = NotifierTask {
             name: media.name.clone(),
             epoch: media.epoch,
@@ -129,16 +129,8 @@ impl Actor for StreamSupervisor {
             period: Duration::from_secs(1),
         };
         let specs: Vec<(Role, String, super::worker::Work)> = vec![
-            (
-                Role::Packager,
-                "packager:source".into(),
-                Box::pin(video.run()),
-            ),
-            (
-                Role::Packager,
-                "packager:audio".into(),
-                Box::pin(audio.run()),
-            ),
+            (Role::Packager, "packager:source".into(), Box::pin(video)),
+            (Role::Packager, "packager:audio".into(), Box::pin(audio)),
             (Role::Notifier, "notifier".into(), Box::pin(notifier.run())),
             (Role::Ingest, "ingest".into(), Box::pin(ingest.run())),
         ];
