@@ -95,12 +95,40 @@ async fn cmaf_master(
 async fn mpd(
     State(app): State<Arc<App>>,
     ApiPath(stream): ApiPath<String>,
+    headers: axum::http::HeaderMap,
 ) -> Result<Response, ApiError> {
     let media = media_of(&app, &stream)?;
-    media
+    let mpd = media
         .mpd()
-        .map(|b| reply(b, "application/dash+xml", LIVE))
-        .ok_or_else(|| ApiError::not_found(format!("stream {stream} has no segment yet")))
+        .ok_or_else(|| ApiError::not_found(format!("stream {stream} has no segment yet")))?;
+    Ok(reply(
+        absolute_utc_timing(mpd, &headers),
+        "application/dash+xml",
+        LIVE,
+    ))
+}
+
+/// The MPD is rendered once with `UTCTiming value="/v1/time"`; DASH clients resolve that value
+/// on their own (GStreamer's dashdemux does not resolve it against the MPD URL), so make it
+/// absolute with the Host the client used. Hosts with characters outside a hostname/port are
+/// left alone (the header is client input and ends up in XML).
+fn absolute_utc_timing(mpd: Bytes, headers: &axum::http::HeaderMap) -> Bytes {
+    const REL: &str = "value=\"/v1/time\"";
+    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
+        return mpd;
+    };
+    let safe = !host.is_empty()
+        && host.len() <= 255
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'));
+    let Ok(text) = std::str::from_utf8(&mpd) else {
+        return mpd;
+    };
+    if !safe || !text.contains(REL) {
+        return mpd;
+    }
+    Bytes::from(text.replacen(REL, &format!("value=\"http://{host}/v1/time\""), 1))
 }
 
 async fn hls_file(
