@@ -268,10 +268,10 @@ async fn clients_accept(kind: &str, format_name: &str) {
         decoded.frames
     );
 
-    let played = gst_play(&url, 60)
+    let played = gst_play_within(&url, GST_FRAMES, GST_LIMIT)
         .await
-        .expect("GStreamer playbin decodes 60 video buffers");
-    assert!(played.video_buffers >= 60);
+        .expect("GStreamer playbin decodes GST_FRAMES video buffers");
+    assert!(played.video_buffers >= GST_FRAMES);
 }
 
 #[tokio::test]

@@ -389,7 +389,9 @@ async fn gstreamer_plays_hls_and_llhls() {
     wait_segments(&node, &cmaf_video(STREAM), 2).await;
     for path in [ts_master(STREAM), cmaf_master(STREAM)] {
         let url = format!("{}{path}", node.http_url());
-        let played = gst_play(&url, 60).await.unwrap_or_else(|e| panic!("{e}"));
+        let played = gst_play_within(&url, GST_FRAMES, GST_LIMIT)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         eprintln!("gst playbin {path}: {played:?}");
     }
 }
@@ -436,7 +438,9 @@ async fn gstreamer_plays_dash() {
     );
 
     let url = format!("{}{}", node.http_url(), mpd(STREAM));
-    let played = gst_play(&url, 60).await.unwrap_or_else(|e| panic!("{e}"));
+    let played = gst_play_within(&url, GST_FRAMES, GST_LIMIT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     eprintln!("gst playbin DASH: {played:?}");
 }
 
