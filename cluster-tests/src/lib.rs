@@ -182,18 +182,13 @@ fn signal_child(child: &Child, sig: libc::c_int) -> Result<()> {
     Ok(())
 }
 
-/// Waits for a child to exit, polling `try_wait`, for at most `deadline`.
+/// Waits for a child to exit, for at most `deadline` (std's `Child` has no async wait, so this
+/// is the one condition wait, [`try_wait_until`], over `try_wait`).
 async fn wait_child(child: &mut Child, deadline: Duration) -> Result<ExitStatus> {
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait()? {
-            return Ok(status);
-        }
-        if start.elapsed() >= deadline {
-            bail!("process {} still running after {:?}", child.id(), deadline);
-        }
-        tokio::time::sleep(POLL_INTERVAL).await;
-    }
+    let id = child.id();
+    try_wait_until(deadline, async || child.try_wait().ok().flatten())
+        .await
+        .map_err(|_| anyhow!("process {id} still running after {deadline:?}"))
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -382,34 +377,31 @@ impl Node {
 
     async fn wait_ready(&mut self) {
         let url = format!("{}/readyz", self.http_url());
-        let start = Instant::now();
-        loop {
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    panic!(
-                        "hivecast exited before ready ({status})\n{}",
-                        self.logs_tail()
-                    );
-                }
+        let http = self.http.clone();
+        let child = &mut self.child;
+        let ready = try_wait_until(READY_TIMEOUT, async || {
+            if let Some(Ok(Some(status))) = child.as_mut().map(|c| c.try_wait()) {
+                return Some(Err(status));
             }
-            if let Ok(resp) = self
-                .http
+            let resp = http
                 .get(&url)
                 .timeout(Duration::from_secs(2))
                 .send()
                 .await
-            {
-                if resp.status() == reqwest::StatusCode::OK {
-                    return;
-                }
-            }
-            if start.elapsed() > READY_TIMEOUT {
-                panic!(
-                    "hivecast not ready after {READY_TIMEOUT:?} at {url}\n{}",
-                    self.logs_tail()
-                );
-            }
-            tokio::time::sleep(POLL_INTERVAL).await;
+                .ok()?;
+            (resp.status() == reqwest::StatusCode::OK).then_some(Ok(()))
+        })
+        .await;
+        match ready {
+            Ok(Ok(())) => {}
+            Ok(Err(status)) => panic!(
+                "hivecast exited before ready ({status})\n{}",
+                self.logs_tail()
+            ),
+            Err(_) => panic!(
+                "hivecast not ready after {READY_TIMEOUT:?} at {url}\n{}",
+                self.logs_tail()
+            ),
         }
     }
 

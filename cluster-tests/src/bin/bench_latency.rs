@@ -183,6 +183,7 @@ async fn follow_cmaf(
             continue;
         };
         if !r.status().is_success() {
+            // Before the first segment the playlist is 404 and cannot block: poll like a player.
             tokio::time::sleep(Duration::from_millis(20)).await;
             continue;
         }
@@ -282,6 +283,7 @@ async fn follow_ts(
         if text.contains("#EXT-X-ENDLIST") {
             break;
         }
+        // A legacy HLS player polls its playlist; 20 ms is the measurement's resolution.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     spans
@@ -298,6 +300,7 @@ async fn first_playable(
         if ok(http.get(&url).send().await) && ok(http.get(&media).send().await) {
             return Some(t0.elapsed().as_secs_f64() * 1000.0);
         }
+        // The measured quantity is when polling first succeeds; 10 ms is its resolution.
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     None
