@@ -1332,6 +1332,24 @@ pub struct LlHlsPlaylist {
     pub endlist: bool,
 }
 
+/// Number a segment's parts (`URI`, `DURATION`, `INDEPENDENT`) in playlist order.
+fn numbered_parts(
+    msn: u64,
+    parts: impl IntoIterator<Item = (String, f64, bool)>,
+) -> Vec<PartEntry> {
+    parts
+        .into_iter()
+        .enumerate()
+        .map(|(i, (uri, duration, independent))| PartEntry {
+            msn,
+            index: i as u64,
+            uri,
+            duration,
+            independent,
+        })
+        .collect()
+}
+
 impl LlHlsPlaylist {
     /// Reads a media playlist. `Err` if it does not start with `#EXTM3U` or a number does not parse.
     pub fn parse(text: &str) -> Result<LlHlsPlaylist> {
@@ -1402,17 +1420,7 @@ impl LlHlsPlaylist {
                 let duration = pending_extinf
                     .take()
                     .ok_or_else(|| anyhow!("URI line without EXTINF: {line}"))?;
-                let parts = pending_parts
-                    .drain(..)
-                    .enumerate()
-                    .map(|(i, (uri, duration, independent))| PartEntry {
-                        msn,
-                        index: i as u64,
-                        uri,
-                        duration,
-                        independent,
-                    })
-                    .collect();
+                let parts = numbered_parts(msn, pending_parts.drain(..));
                 p.segments.push(SegmentEntry {
                     msn,
                     uri: line.to_owned(),
@@ -1422,17 +1430,7 @@ impl LlHlsPlaylist {
             }
         }
         let msn = p.next_msn();
-        p.trailing_parts = pending_parts
-            .into_iter()
-            .enumerate()
-            .map(|(i, (uri, duration, independent))| PartEntry {
-                msn,
-                index: i as u64,
-                uri,
-                duration,
-                independent,
-            })
-            .collect();
+        p.trailing_parts = numbered_parts(msn, pending_parts);
         Ok(p)
     }
 

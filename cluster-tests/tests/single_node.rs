@@ -704,64 +704,56 @@ async fn codec_named(node: &Node, stream: &str, needles: &[&str]) -> Option<Stri
     })
 }
 
-/// Issue 2 "bad input" (FR-001): FLV1 video is refused with a message naming the codec.
-#[tokio::test]
-async fn flv1_video_is_refused_naming_the_codec() {
+/// Publishes with `opts` and checks the refusal: the publisher exits non-zero, the stream goes
+/// to ERROR, and its error (or the audit log) names the codec with one of `needles`.
+async fn refused_naming_codec(opts: PublishOpts, what: &str, needles: &[&str]) {
     let node = Node::start_default().await;
     let key = node.create_key(STREAM).await;
-    let opts = PublishOpts {
-        video_codec: Some("flv1".into()),
-        ..PublishOpts::default()
-    };
     let mut publisher = Publisher::ffmpeg(&node.rtmp_url(&key.key), opts);
     let status = publisher
         .wait_exit(REFUSE_DEADLINE)
         .await
-        .expect("FLV1 publisher disconnected");
+        .unwrap_or_else(|e| panic!("{what} publisher not disconnected: {e}"));
     assert!(
         !status.success(),
-        "FLV1 publisher exited {status}\n{}",
+        "{what} publisher exited {status}\n{}",
         publisher.log()
     );
     let s = node
         .wait_stream_state(STREAM, "ERROR", Duration::from_secs(10))
         .await;
     let msg = wait_until(
-        "an error naming FLV1 / Sorenson H.263",
+        &format!("an error naming {what}"),
         Duration::from_secs(5),
-        async || codec_named(&node, STREAM, &["flv1", "h.263", "sorenson"]).await,
+        async || codec_named(&node, STREAM, needles).await,
     )
     .await;
-    eprintln!("FLV1 refusal: {msg:?} (status {s})");
+    eprintln!("{what} refusal: {msg:?} (status {s})");
+}
+
+/// Issue 2 "bad input" (FR-001): FLV1 video is refused with a message naming the codec.
+#[tokio::test]
+async fn flv1_video_is_refused_naming_the_codec() {
+    let opts = PublishOpts {
+        video_codec: Some("flv1".into()),
+        ..PublishOpts::default()
+    };
+    refused_naming_codec(
+        opts,
+        "FLV1 / Sorenson H.263",
+        &["flv1", "h.263", "sorenson"],
+    )
+    .await;
 }
 
 /// Issue 2 "bad input" (FR-001): MP3 audio is refused with a message naming the codec.
 #[tokio::test]
 async fn mp3_audio_is_refused_naming_the_codec() {
-    let node = Node::start_default().await;
-    let key = node.create_key(STREAM).await;
     let opts = PublishOpts {
         audio_codec: Some("libmp3lame".into()),
         ..PublishOpts::default()
     };
-    let mut publisher = Publisher::ffmpeg(&node.rtmp_url(&key.key), opts);
-    let status = publisher
-        .wait_exit(REFUSE_DEADLINE)
-        .await
-        .expect("MP3 publisher disconnected");
-    assert!(
-        !status.success(),
-        "MP3 publisher exited {status}\n{}",
-        publisher.log()
-    );
-    let s = node
-        .wait_stream_state(STREAM, "ERROR", Duration::from_secs(10))
-        .await;
-    let msg = wait_until("an error naming MP3", Duration::from_secs(5), async || {
-        codec_named(&node, STREAM, &["mp3"]).await
-    })
-    .await;
-    eprintln!("MP3 refusal: {msg:?} (status {s})");
+    refused_naming_codec(opts, "MP3", &["mp3"]).await;
 }
 
 // ---------------------------------------------------------------------------------------------------------
