@@ -59,6 +59,44 @@ pub enum PackagerInput {
 /// stall) the duration is capped so one sample cannot span many seconds.
 const MAX_FRAME_GAP_90K: i64 = 2 * CLOCK_90K as i64;
 
+/// The samples of the LL-HLS part being built, and the writing of it as one CMAF chunk.
+#[derive(Default)]
+struct PartBuilder {
+    samples: Vec<CmafSample>,
+    /// Decode time of the first sample, track timescale.
+    start: u64,
+    /// Sum of the sample durations, track timescale.
+    ticks: u64,
+    /// `mfhd` sequence number of the last chunk written.
+    fragment_seq: u32,
+}
+
+impl PartBuilder {
+    fn push(&mut self, decode_time: u64, sample: CmafSample) {
+        if self.samples.is_empty() {
+            self.start = decode_time;
+        }
+        self.ticks += u64::from(sample.duration);
+        self.samples.push(sample);
+    }
+
+    /// Write the part into `track` (if it has samples) and re-render its playlist.
+    fn flush(&mut self, media: &StreamMedia, track: &TrackStore, timescale: u32) {
+        let Some(first) = self.samples.first() else {
+            return;
+        };
+        let independent = first.keyframe;
+        let mut out = BytesMut::new();
+        self.fragment_seq = self.fragment_seq.wrapping_add(1);
+        cmaf::write_fragment(self.fragment_seq, self.start, &self.samples, &mut out);
+        let duration = self.ticks as f64 / f64::from(timescale.max(1));
+        self.samples.clear();
+        self.ticks = 0;
+        track.push_part(duration, independent, out.freeze());
+        media.render(track);
+    }
+}
+
 /// Video track state: CMAF parts/segments and the TS segment in progress.
 pub struct VideoPackager {
     media: Arc<StreamMedia>,
@@ -70,15 +108,13 @@ pub struct VideoPackager {
     declared_bps: u64,
     tsmux: Option<TsMuxer>,
     ts_buf: BytesMut,
-    ts_open_dts: Option<i64>,
+    /// A TS segment is open (tables written).
+    ts_open: bool,
     /// The newest frame: its duration is known only when the next one arrives.
     pending: Option<VideoFrame>,
-    part: Vec<CmafSample>,
-    part_start_dts: i64,
-    part_ticks: i64,
+    part: PartBuilder,
     last_duration: i64,
     cmaf_open: bool,
-    fragment_seq: u32,
     part_target_90k: i64,
     reconfigure: bool,
 }
@@ -100,14 +136,11 @@ impl VideoPackager {
             declared_bps: 0,
             tsmux: None,
             ts_buf: BytesMut::new(),
-            ts_open_dts: None,
+            ts_open: false,
             pending: None,
-            part: Vec::new(),
-            part_start_dts: 0,
-            part_ticks: 0,
+            part: PartBuilder::default(),
             last_duration: 3000,
             cmaf_open: false,
-            fragment_seq: 0,
             part_target_90k,
             reconfigure: false,
         }
@@ -185,12 +218,13 @@ impl VideoPackager {
             self.media.render(&self.cmaf);
             self.media.render_mpd();
             self.cut_ts(&frame);
-        } else if self.part_ticks > 0 && self.part_ticks + self.last_duration > self.part_target_90k
+        } else if self.part.ticks > 0
+            && self.part.ticks as i64 + self.last_duration > self.part_target_90k
         {
             self.flush_part();
         }
         if let Some(mux) = self.tsmux.as_mut() {
-            if self.ts_open_dts.is_some() {
+            if self.ts_open {
                 if let Err(e) = mux.write_video(&frame, &mut self.ts_buf) {
                     warn!(error = %e, "ts: video frame not muxed");
                 }
@@ -200,7 +234,7 @@ impl VideoPackager {
     }
 
     fn audio(&mut self, a: &AudioFrame) {
-        if self.ts_open_dts.is_none() {
+        if !self.ts_open {
             return;
         }
         if let Some(mux) = self.tsmux.as_mut() {
@@ -214,14 +248,14 @@ impl VideoPackager {
         if self.tsmux.is_none() {
             return;
         }
-        if self.ts_open_dts.take().is_some() {
+        if std::mem::take(&mut self.ts_open) {
             let data = std::mem::take(&mut self.ts_buf).freeze();
             self.ts
                 .finish_segment(frame.dts_90k.max(0) as u64, Some(data));
         }
         let pdt = self.pdt_ms(frame.pts_90k());
         self.ts.begin_segment(frame.dts_90k.max(0) as u64, pdt);
-        self.ts_open_dts = Some(frame.dts_90k);
+        self.ts_open = true;
         if let Some(mux) = self.tsmux.as_mut() {
             mux.write_tables(&mut self.ts_buf);
         }
@@ -229,36 +263,19 @@ impl VideoPackager {
     }
 
     fn add_sample(&mut self, f: VideoFrame, duration: i64) {
-        if self.part.is_empty() {
-            self.part_start_dts = f.dts_90k;
-        }
-        self.part_ticks += duration;
-        self.part.push(CmafSample {
-            duration: duration as u32,
-            cts_offset: f.cts_90k,
-            keyframe: f.keyframe,
-            data: f.data,
-        });
+        self.part.push(
+            f.dts_90k.max(0) as u64,
+            CmafSample {
+                duration: duration as u32,
+                cts_offset: f.cts_90k,
+                keyframe: f.keyframe,
+                data: f.data,
+            },
+        );
     }
 
     fn flush_part(&mut self) {
-        if self.part.is_empty() {
-            return;
-        }
-        let mut out = BytesMut::new();
-        self.fragment_seq = self.fragment_seq.wrapping_add(1);
-        cmaf::write_fragment(
-            self.fragment_seq,
-            self.part_start_dts.max(0) as u64,
-            &self.part,
-            &mut out,
-        );
-        let independent = self.part[0].keyframe;
-        let duration = self.part_ticks as f64 / f64::from(CLOCK_90K);
-        self.part.clear();
-        self.part_ticks = 0;
-        self.cmaf.push_part(duration, independent, out.freeze());
-        self.media.render(&self.cmaf);
+        self.part.flush(&self.media, &self.cmaf, CLOCK_90K);
     }
 
     fn pdt_ms(&self, pts_90k: i64) -> i64 {
@@ -275,7 +292,7 @@ impl VideoPackager {
                 self.cmaf.finish_segment(end_dts.max(0) as u64, None);
                 self.cmaf_open = false;
             }
-            if self.ts_open_dts.take().is_some() {
+            if std::mem::take(&mut self.ts_open) {
                 let data = std::mem::take(&mut self.ts_buf).freeze();
                 self.ts.finish_segment(end_dts.max(0) as u64, Some(data));
             }
@@ -297,11 +314,8 @@ pub struct AudioPackager {
     open: bool,
     /// Next sample's decode time, in samples.
     next_ts: u64,
-    part: Vec<CmafSample>,
-    part_start: u64,
-    part_samples: u64,
+    part: PartBuilder,
     part_target_samples: u64,
-    fragment_seq: u32,
 }
 
 /// AAC-LC frame length in samples.
@@ -318,11 +332,8 @@ impl AudioPackager {
             boundaries: VecDeque::new(),
             open: false,
             next_ts: 0,
-            part: Vec::new(),
-            part_start: 0,
-            part_samples: 0,
+            part: PartBuilder::default(),
             part_target_samples: 0,
-            fragment_seq: 0,
         }
     }
 
@@ -401,34 +412,24 @@ impl AudioPackager {
             self.flush_part();
             self.next_ts = ts;
         }
-        if self.part.is_empty() {
-            self.part_start = self.next_ts;
-        }
-        self.part.push(CmafSample {
-            duration: AAC_FRAME as u32,
-            cts_offset: 0,
-            keyframe: true,
-            data: a.data,
-        });
-        self.part_samples += AAC_FRAME;
+        self.part.push(
+            self.next_ts,
+            CmafSample {
+                duration: AAC_FRAME as u32,
+                cts_offset: 0,
+                keyframe: true,
+                data: a.data,
+            },
+        );
         self.next_ts += AAC_FRAME;
-        if self.part_samples + AAC_FRAME > self.part_target_samples {
+        if self.part.ticks + AAC_FRAME > self.part_target_samples {
             self.flush_part();
         }
     }
 
     fn flush_part(&mut self) {
-        if self.part.is_empty() {
-            return;
-        }
-        let mut out = BytesMut::new();
-        self.fragment_seq = self.fragment_seq.wrapping_add(1);
-        cmaf::write_fragment(self.fragment_seq, self.part_start, &self.part, &mut out);
-        let duration = self.part_samples as f64 / self.rate() as f64;
-        self.part.clear();
-        self.part_samples = 0;
-        self.track.push_part(duration, true, out.freeze());
-        self.media.render(&self.track);
+        let rate = self.rate() as u32;
+        self.part.flush(&self.media, &self.track, rate);
     }
 
     fn end(&mut self) {

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use bytes::Bytes;
+use hivecast_proto::flv::file::{FlvFileReader, FlvTag, TAG_AUDIO, TAG_VIDEO};
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
 use rml_rtmp::sessions::{
     ClientSession, ClientSessionConfig, ClientSessionEvent, ClientSessionResult, PublishRequestType,
@@ -27,35 +28,11 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-struct Tag {
-    kind: u8,
-    ts: u32,
-    data: Bytes,
-}
-
-fn read_flv(path: &str) -> anyhow::Result<Vec<Tag>> {
+fn read_flv(path: &str) -> anyhow::Result<Vec<FlvTag>> {
     let b = std::fs::read(path).with_context(|| format!("reading {path}"))?;
-    if b.len() < 13 || &b[..3] != b"FLV" {
-        bail!("{path} is not an FLV file");
-    }
-    let mut pos = u32::from_be_bytes([b[5], b[6], b[7], b[8]]) as usize + 4;
-    let mut tags = Vec::new();
-    while pos + 11 <= b.len() {
-        let kind = b[pos];
-        let size = u32::from_be_bytes([0, b[pos + 1], b[pos + 2], b[pos + 3]]) as usize;
-        let ts = u32::from_be_bytes([b[pos + 7], b[pos + 4], b[pos + 5], b[pos + 6]]);
-        let start = pos + 11;
-        if start + size > b.len() {
-            break;
-        }
-        tags.push(Tag {
-            kind,
-            ts,
-            data: Bytes::copy_from_slice(&b[start..start + size]),
-        });
-        pos = start + size + 4;
-    }
-    Ok(tags)
+    FlvFileReader::new(Bytes::from(b))?
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("parsing {path}"))
 }
 
 /// (tfdt, sum of sample durations) of the first traf of a CMAF chunk.
@@ -321,7 +298,7 @@ async fn main() -> anyhow::Result<()> {
     let stream = arg("--stream")?;
     let flv = arg("--flv")?;
     let tags = read_flv(&flv)?;
-    let media_secs = tags.last().map_or(0, |t| t.ts) as f64 / 1000.0;
+    let media_secs = tags.last().map_or(0, |t| t.timestamp_ms) as f64 / 1000.0;
 
     let t0 = Instant::now();
     let mut sock = TcpStream::connect(&rtmp_addr).await?;
@@ -410,23 +387,25 @@ async fn main() -> anyhow::Result<()> {
     let sent: Sent = Arc::new(Mutex::new(HashMap::new()));
     let base_ts = tags
         .iter()
-        .find(|t| t.kind == 9 && t.data.len() > 1 && t.data[0] >> 4 == 1 && t.data[1] == 1)
-        .map_or(0, |t| t.ts);
+        .find(|t| {
+            t.tag_type == TAG_VIDEO && t.data.len() > 1 && t.data[0] >> 4 == 1 && t.data[1] == 1
+        })
+        .map_or(0, |t| t.timestamp_ms);
     let start = Instant::now();
     for tag in &tags {
-        let due = start + Duration::from_millis(u64::from(tag.ts));
+        let due = start + Duration::from_millis(u64::from(tag.timestamp_ms));
         tokio::time::sleep_until(due.into()).await;
-        let ts = RtmpTimestamp::new(tag.ts);
-        let r = match tag.kind {
-            8 => session.publish_audio_data(tag.data.clone(), ts, false)?,
-            9 => session.publish_video_data(tag.data.clone(), ts, false)?,
+        let ts = RtmpTimestamp::new(tag.timestamp_ms);
+        let r = match tag.tag_type {
+            TAG_AUDIO => session.publish_audio_data(tag.data.clone(), ts, false)?,
+            TAG_VIDEO => session.publish_video_data(tag.data.clone(), ts, false)?,
             _ => continue,
         };
         if let ClientSessionResult::OutboundResponse(p) = r {
             wr.write_all(&p.bytes).await?;
         }
-        if tag.kind == 9 && tag.data.len() > 1 && tag.data[1] == 1 {
-            let dts = (i64::from(tag.ts) - i64::from(base_ts)) * 90;
+        if tag.tag_type == TAG_VIDEO && tag.data.len() > 1 && tag.data[1] == 1 {
+            let dts = (i64::from(tag.timestamp_ms) - i64::from(base_ts)) * 90;
             sent.lock().unwrap().insert(dts, Instant::now());
         }
     }

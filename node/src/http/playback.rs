@@ -76,18 +76,21 @@ async fn hls_master(
     State(app): State<Arc<App>>,
     ApiPath(stream): ApiPath<String>,
 ) -> Result<Response, ApiError> {
-    let media = media_of(&app, &stream)?;
-    master_playlist(&media, TrackFormat::Ts)
-        .map(|b| reply(b, M3U8, LIVE))
-        .ok_or_else(|| ApiError::not_found(format!("stream {stream} has no segment yet")))
+    master(&app, &stream, TrackFormat::Ts)
 }
 
 async fn cmaf_master(
     State(app): State<Arc<App>>,
     ApiPath(stream): ApiPath<String>,
 ) -> Result<Response, ApiError> {
-    let media = media_of(&app, &stream)?;
-    master_playlist(&media, TrackFormat::Cmaf)
+    master(&app, &stream, TrackFormat::Cmaf)
+}
+
+/// A master playlist, rendered per request: it is small, requested once per viewer session,
+/// and carries the bandwidths measured so far.
+fn master(app: &App, stream: &str, format: TrackFormat) -> Result<Response, ApiError> {
+    let media = media_of(app, stream)?;
+    master_playlist(&media, format)
         .map(|b| reply(b, M3U8, LIVE))
         .ok_or_else(|| ApiError::not_found(format!("stream {stream} has no segment yet")))
 }
