@@ -19,4 +19,5 @@ pub mod events;
 pub mod registry;
 pub mod store;
 pub mod stream;
+pub mod transcode;
 pub mod types;

@@ -10,6 +10,7 @@ use hivecast_actors::store::{SegmentStore, StreamMedia};
 use hivecast_actors::stream::ingest::IngestInput;
 use hivecast_actors::stream::supervisor::{Role, StreamSupervisor, SupervisorArgs, SupervisorMsg};
 use hivecast_actors::stream::{IngestStats, StreamSettings};
+use hivecast_actors::transcode::TranscoderFault;
 use hivecast_actors::types::{unix_ms_now, Epoch, StreamName};
 use ractor::{Actor, ActorRef};
 use tokio::sync::mpsc;
@@ -48,6 +49,8 @@ pub struct App {
     pub live: Mutex<HashMap<StreamName, LiveStream>>,
     /// Ingest counters of the latest session of each stream.
     pub stats: Mutex<HashMap<StreamName, Arc<IngestStats>>>,
+    /// One permit per stream this node may transcode at once (`transcode.capacity`).
+    pub transcode_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl App {
@@ -64,6 +67,30 @@ impl App {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(stream.clone(), stats.clone());
+        // Transcode if enabled and a slot is free; otherwise passthrough, and say why.
+        let mut transcode = self.config.transcode.plan();
+        let mut permit = None;
+        if transcode.is_some() {
+            match self.transcode_slots.clone().try_acquire_owned() {
+                Ok(p) => permit = Some(p),
+                Err(_) => {
+                    let cap = self.config.transcode.capacity;
+                    warn!(stream = %stream, capacity = cap, "transcoding capacity reached: passthrough only");
+                    transcode = None;
+                    stats.update_transcode(|t| {
+                        t.mode = "passthrough";
+                        t.reason = Some(format!(
+                            "node transcoding capacity ({cap} streams) reached: source only"
+                        ));
+                    });
+                }
+            }
+        } else {
+            stats.update_transcode(|t| {
+                t.mode = "disabled";
+                t.reason = Some("transcoding is disabled on this node".into());
+            });
+        }
         let (tx, rx) = mpsc::channel(INGEST_QUEUE);
         let span =
             info_span!("stream", stream = %stream, epoch = epoch.0, origin = %self.config.node.id);
@@ -75,6 +102,7 @@ impl App {
             hub: self.hub.clone(),
             settings: StreamSettings {
                 media_timeout: Duration::from_millis(self.config.media.media_timeout_ms),
+                transcode,
                 ..StreamSettings::default()
             },
             span,
@@ -104,6 +132,7 @@ impl App {
         let app = self.clone();
         tokio::spawn(async move {
             let _ = handle.await;
+            drop(permit); // the transcoding slot is free once the tree is gone
             let mut live = app.live.lock().unwrap_or_else(|e| e.into_inner());
             if live.get(&stream).is_some_and(|l| l.epoch == epoch) {
                 live.remove(&stream);
@@ -117,6 +146,18 @@ impl App {
         let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
         match live.get(stream) {
             Some(l) => l.supervisor.cast(SupervisorMsg::InjectPanic(role)).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Test hook: a transcoder fault in a stream's tree.
+    pub fn inject_transcoder_fault(&self, stream: &str, fault: TranscoderFault) -> bool {
+        let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        match live.get(stream) {
+            Some(l) => l
+                .supervisor
+                .cast(SupervisorMsg::InjectTranscoderFault(fault))
+                .is_ok(),
             None => false,
         }
     }

@@ -36,6 +36,8 @@ pub struct Config {
     pub auth: AuthSection,
     /// Packaging.
     pub media: MediaSection,
+    /// The ABR ladder.
+    pub transcode: TranscodeSection,
     /// Test hooks.
     #[serde(default)]
     pub debug: DebugSection,
@@ -99,6 +101,55 @@ pub struct MediaSection {
     pub ended_retention_ms: u64,
 }
 
+/// `[transcode]`: the ABR ladder and the transcoder's limits.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TranscodeSection {
+    /// Transcode at all (false: every stream is passthrough).
+    pub enabled: bool,
+    /// Streams this node transcodes at once; more get passthrough only.
+    pub capacity: usize,
+    /// Offer the `source` passthrough rendition beside the ladder.
+    pub offer_source: bool,
+    /// A source taller than this is served through the ladder only.
+    pub source_max_height: u32,
+    /// A source declaring a higher video bitrate (kbit/s) is served through the ladder only.
+    pub source_max_kbps: u32,
+    /// x264 preset.
+    pub preset: String,
+    /// x264 tune.
+    pub tune: String,
+    /// x264 threads per encoder (0: automatic).
+    pub encoder_threads: u32,
+    /// Pictures queued per encoder before frames are skipped for it.
+    pub queue_frames: usize,
+    /// A transcoder stage with queued work and no progress this long is restarted.
+    pub hang_timeout_ms: u64,
+    /// Restarts allowed within `restart_window_ms` before the stream goes to ERROR.
+    pub max_restarts: u32,
+    /// See `max_restarts`.
+    pub restart_window_ms: u64,
+    /// The rungs, tallest first.
+    pub ladder: Vec<RungSection>,
+}
+
+/// One `[[transcode.ladder]]` rung.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RungSection {
+    /// Rendition name (URL path component).
+    pub name: String,
+    /// Output height.
+    pub height: u32,
+    /// Video bitrate, kbit/s.
+    pub video_kbps: u32,
+    /// x264 profile.
+    #[serde(default = "default_profile")]
+    pub profile: String,
+}
+
+fn default_profile() -> String {
+    "high".into()
+}
+
 /// `[debug]`
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct DebugSection {
@@ -140,6 +191,28 @@ impl Config {
         if self.media.window_segments < 2 {
             return bad("media.window_segments must be >= 2");
         }
+        let mut names = std::collections::HashSet::new();
+        for r in &self.transcode.ladder {
+            let ok_name = !r.name.is_empty()
+                && r.name.len() <= 32
+                && r.name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            if !ok_name || r.name == "source" || r.name == "audio" || !names.insert(&r.name) {
+                return bad(
+                    "transcode.ladder: names must be unique, [A-Za-z0-9_-]{1,32}, not source/audio",
+                );
+            }
+            if !(64..=4320).contains(&r.height) || !(50..=100_000).contains(&r.video_kbps) {
+                return bad("transcode.ladder: height must be within 64..=4320 and video_kbps within 50..=100000");
+            }
+            if !matches!(r.profile.as_str(), "baseline" | "main" | "high") {
+                return bad("transcode.ladder: profile must be baseline, main or high");
+            }
+        }
+        if self.transcode.queue_frames == 0 || self.transcode.hang_timeout_ms < 100 {
+            return bad("transcode.queue_frames must be >= 1 and transcode.hang_timeout_ms >= 100");
+        }
         if self.rtmp.max_chunk_size < 128 {
             return bad("rtmp.max_chunk_size must be >= 128 (the RTMP default)");
         }
@@ -156,6 +229,44 @@ impl Config {
     }
 }
 
+impl TranscodeSection {
+    /// The stream tree's transcoding plan (`None` when disabled or the ladder is empty).
+    pub fn plan(&self) -> Option<hivecast_actors::stream::TranscodePlan> {
+        use hivecast_actors::transcode::ladder::{Rung, SourcePolicy};
+        if !self.enabled || self.ladder.is_empty() {
+            return None;
+        }
+        Some(hivecast_actors::stream::TranscodePlan {
+            ladder: std::sync::Arc::new(
+                self.ladder
+                    .iter()
+                    .map(|r| Rung {
+                        name: r.name.clone(),
+                        height: r.height,
+                        video_kbps: r.video_kbps,
+                        profile: r.profile.clone(),
+                    })
+                    .collect(),
+            ),
+            source: SourcePolicy {
+                offer: self.offer_source,
+                max_height: self.source_max_height,
+                max_kbps: self.source_max_kbps,
+            },
+            settings: hivecast_actors::transcode::TranscodeSettings {
+                preset: self.preset.clone(),
+                tune: self.tune.clone(),
+                encoder_threads: self.encoder_threads,
+                queue_frames: self.queue_frames,
+                hang_timeout: Duration::from_millis(self.hang_timeout_ms),
+                max_restarts: self.max_restarts,
+                restart_window: Duration::from_millis(self.restart_window_ms),
+                ..Default::default()
+            },
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,6 +277,23 @@ mod tests {
         assert_eq!(c.rtmp.listen.port(), 1935);
         assert_eq!(c.http.listen.port(), 8080);
         assert_eq!(c.media.part_target_ms, 200);
+        let plan = c.transcode.plan().expect("transcoding on by default");
+        let names: Vec<_> = plan.ladder.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["1080p", "720p", "480p"]);
+        assert_eq!(plan.ladder[0].video_kbps, 5000);
+    }
+
+    #[test]
+    fn bad_ladder_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(
+            &f,
+            "[[transcode.ladder]]\nname = \"source\"\nheight = 720\nvideo_kbps = 2000\n",
+        )
+        .unwrap();
+        let err = Config::load(Some(&f)).unwrap_err();
+        assert!(err.to_string().contains("transcode.ladder"), "{err}");
     }
 
     #[test]

@@ -80,6 +80,7 @@ async fn run(config: Option<std::path::PathBuf>) -> anyhow::Result<()> {
         hub,
         live: Mutex::new(HashMap::new()),
         stats: Mutex::new(HashMap::new()),
+        transcode_slots: Arc::new(tokio::sync::Semaphore::new(cfg.transcode.capacity)),
     });
     tokio::spawn(listen::rtmp::serve(app.clone(), rtmp));
     tokio::spawn(app.clone().sweep_ended());

@@ -42,7 +42,7 @@ pub struct AudioFrame {
 }
 
 /// The codec parameters of one stream's tracks, known once the sequence headers arrived.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TrackConfigs {
     /// The video track (always present for a playable stream).
     pub video: Option<AvcConfig>,

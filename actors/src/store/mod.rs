@@ -67,6 +67,9 @@ pub struct StreamMedia {
     mpd: Mutex<Option<Bytes>>,
     /// The publisher is gone; playlists carry ENDLIST.
     ended: AtomicBool,
+    /// The video renditions this session will have, in master-playlist order, once decided
+    /// (source passthrough and/or the transcoded ladder). Masters and the MPD wait for all.
+    video_renditions: RwLock<Option<Vec<RenditionId>>>,
 }
 
 impl StreamMedia {
@@ -81,6 +84,7 @@ impl StreamMedia {
             ts: RwLock::new(Vec::new()),
             mpd: Mutex::new(None),
             ended: AtomicBool::new(false),
+            video_renditions: RwLock::new(None),
         })
     }
 
@@ -108,6 +112,35 @@ impl StreamMedia {
         ));
         guard.push(t.clone());
         t
+    }
+
+    /// Fix the session's video renditions (in master-playlist order).
+    pub fn set_video_renditions(&self, ids: Vec<RenditionId>) {
+        *self
+            .video_renditions
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Some(ids);
+    }
+
+    /// The session's video renditions, once decided.
+    pub fn video_renditions(&self) -> Option<Vec<RenditionId>> {
+        self.video_renditions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The video tracks among `tracks` in master-playlist order; `None` while a decided
+    /// rendition has no track yet (so no manifest lists a partial rendition set).
+    pub(crate) fn ordered_video(&self, tracks: &[Arc<TrackStore>]) -> Option<Vec<Arc<TrackStore>>> {
+        let video = tracks.iter().filter(|t| t.kind == TrackKind::Video);
+        match self.video_renditions() {
+            None => Some(video.cloned().collect()),
+            Some(ids) => ids
+                .iter()
+                .map(|id| video.clone().find(|t| &t.rendition == id).cloned())
+                .collect(),
+        }
     }
 
     /// The CMAF tracks, in order.

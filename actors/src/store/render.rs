@@ -183,7 +183,7 @@ pub fn master_playlist(media: &StreamMedia, format: TrackFormat) -> Option<Bytes
         .map(|(t, i)| t.measured_bandwidth().map_or(i.declared_bandwidth, |m| m.0))
         .unwrap_or(0);
     let mut variants = Vec::new();
-    for t in tracks.iter().filter(|t| t.kind == TrackKind::Video) {
+    for t in media.ordered_video(&tracks)? {
         let info = t.info()?;
         t.playlist()?;
         let (peak, avg) = t
@@ -259,7 +259,11 @@ pub(crate) fn mpd(
         (TrackKind::Audio, dash::ContentType::Audio, "audio/mp4"),
     ] {
         let mut reps = Vec::new();
-        for t in tracks.iter().filter(|t| t.kind == kind) {
+        let of_kind = match kind {
+            TrackKind::Video => media.ordered_video(tracks)?,
+            TrackKind::Audio => tracks.iter().filter(|t| t.kind == kind).cloned().collect(),
+        };
+        for t in of_kind {
             let info = t.info()?;
             let g = t.read();
             if g.segments.is_empty() {

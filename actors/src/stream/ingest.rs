@@ -26,7 +26,7 @@ use super::packager::PackagerInput;
 use super::{IngestStats, StreamOutcome};
 use crate::registry::Registry;
 use crate::store::StreamMedia;
-use crate::types::{unix_ms_now, StreamName, StreamStatus};
+use crate::types::{unix_ms_now, RenditionId, StreamName, StreamStatus};
 
 /// What the protocol listener hands to the ingest (RTMP today; any protocol later).
 #[derive(Debug)]
@@ -65,10 +65,17 @@ pub struct SourceMetadata {
 
 /// Where the ingest sends frames.
 pub struct IngestOutputs {
-    /// Video packagers (each also muxes audio into TS).
+    /// The source (passthrough) packager; it also muxes audio into TS.
     pub video: Vec<mpsc::Sender<PackagerInput>>,
     /// The audio packager.
     pub audio: Option<mpsc::Sender<PackagerInput>>,
+    /// The transcoder (config, video, end), when this stream is transcoded.
+    pub transcoder: Option<mpsc::Sender<PackagerInput>>,
+    /// The transcoded renditions' packagers: audio only (for TS). Their video, config and
+    /// end come from the transcoder.
+    pub rung_audio: Vec<mpsc::Sender<PackagerInput>>,
+    /// The transcoding plan (ladder and source policy), when transcoded.
+    pub plan: Option<super::TranscodePlan>,
 }
 
 /// Everything the ingest task needs.
@@ -104,6 +111,9 @@ pub(crate) struct Timeline {
     wraps: i64,
     /// Segments opened so far.
     segments: u64,
+    /// Boundaries on any frame (the transcoder forces keyframes there), not only on source
+    /// keyframes: used when the source is not offered, so its GOP does not matter.
+    grid: bool,
 }
 
 impl Timeline {
@@ -127,6 +137,11 @@ impl Timeline {
 
     pub(crate) fn started(&self) -> bool {
         self.base_ms.is_some()
+    }
+
+    /// Cut on the segment target whatever the source's keyframes (see `grid`).
+    pub(crate) fn set_grid(&mut self, grid: bool) {
+        self.grid = grid;
     }
 
     /// Place a video frame: returns (dts_90k, segment_start), or `None` to drop it (before the
@@ -164,7 +179,7 @@ impl Timeline {
         } else {
             self.segment_target_90k
         };
-        let boundary = first || (keyframe && pts - self.segment_start_pts >= target);
+        let boundary = first || ((keyframe || self.grid) && pts - self.segment_start_pts >= target);
         if boundary {
             self.segment_start_pts = pts;
             self.segments += 1;
@@ -190,7 +205,13 @@ impl IngestTask {
             StreamOutcome::Failed(reason) => warn!(%reason, "stream failed"),
         }
         let end = PackagerInput::End;
-        for tx in self.outputs.video.iter().chain(self.outputs.audio.iter()) {
+        for tx in self
+            .outputs
+            .video
+            .iter()
+            .chain(self.outputs.audio.iter())
+            .chain(self.outputs.transcoder.iter())
+        {
             // End must get through even if the packager is behind: wait (bounded) for room.
             let _ = tokio::time::timeout(Duration::from_secs(2), tx.send(end.clone())).await;
         }
@@ -204,6 +225,10 @@ impl IngestTask {
         let mut aac: Option<AacConfig> = None;
         let mut configs_sent = false;
         let mut need_keyframe = vec![false; self.outputs.video.len()];
+        // Towards the transcoder: after a drop, wait for a keyframe; a segment start that was
+        // dropped is carried to the next frame that gets through.
+        let mut tc_need_keyframe = false;
+        let mut tc_pending_boundary = false;
         let mut metadata = SourceMetadata::default();
         loop {
             let item = match tokio::time::timeout(self.media_timeout, self.input.recv()).await {
@@ -290,6 +315,8 @@ impl IngestTask {
                             };
                             if !was_started {
                                 self.media.set_start_wall_ms(unix_ms_now());
+                                self.decide_renditions(cfg_size(&avc), &metadata, &mut timeline)
+                                    .await;
                                 self.send_config(&avc, &aac, &metadata).await;
                                 configs_sent = true;
                                 if let Err(e) = self
@@ -319,6 +346,32 @@ impl IngestTask {
                                     .is_err()
                                     {
                                         self.stats.dropped_frames.fetch_add(1, Ordering::Relaxed);
+                                    }
+                                }
+                            }
+                            if let Some(tc) = &self.outputs.transcoder {
+                                if tc_need_keyframe && !keyframe {
+                                    tc_pending_boundary |= segment_start;
+                                } else {
+                                    let item = PackagerInput::Video {
+                                        frame: frame.clone(),
+                                        segment_start: segment_start
+                                            || std::mem::take(&mut tc_pending_boundary),
+                                    };
+                                    tc_need_keyframe = false;
+                                    if let Err(mpsc::error::TrySendError::Full(_)) =
+                                        tc.try_send(item)
+                                    {
+                                        tc_need_keyframe = true;
+                                        tc_pending_boundary |= segment_start;
+                                        let n = self
+                                            .stats
+                                            .dropped_frames
+                                            .fetch_add(1, Ordering::Relaxed)
+                                            + 1;
+                                        if n.is_power_of_two() {
+                                            warn!(dropped = n, "transcoder input full: dropping video until the next keyframe");
+                                        }
                                     }
                                 }
                             }
@@ -384,8 +437,16 @@ impl IngestTask {
                                 continue;
                             };
                             let frame = AudioFrame { pts_90k: pts, data };
-                            for tx in self.outputs.video.iter().chain(self.outputs.audio.iter()) {
-                                if tx.try_send(PackagerInput::Audio(frame.clone())).is_err() {
+                            for tx in self
+                                .outputs
+                                .video
+                                .iter()
+                                .chain(self.outputs.audio.iter())
+                                .chain(self.outputs.rung_audio.iter())
+                            {
+                                if let Err(mpsc::error::TrySendError::Full(_)) =
+                                    tx.try_send(PackagerInput::Audio(frame.clone()))
+                                {
                                     self.stats.dropped_frames.fetch_add(1, Ordering::Relaxed);
                                 }
                             }
@@ -410,10 +471,84 @@ impl IngestTask {
             frame_rate: metadata.frame_rate,
             declared_kbps: metadata.video_kbps.unwrap_or(0.0) + metadata.audio_kbps.unwrap_or(0.0),
         };
-        for tx in self.outputs.video.iter().chain(self.outputs.audio.iter()) {
+        for tx in self
+            .outputs
+            .video
+            .iter()
+            .chain(self.outputs.audio.iter())
+            .chain(self.outputs.transcoder.iter())
+        {
             let _ = tokio::time::timeout(Duration::from_secs(1), tx.send(cfg.clone())).await;
         }
     }
+
+    /// At the first keyframe: which video renditions this session has (the ladder's rungs
+    /// that apply, and `source` unless capped or disabled), in master-playlist order. When
+    /// `source` is not offered, its packager is ended and segments follow a regular grid.
+    async fn decide_renditions(
+        &mut self,
+        (width, height): (u32, u32),
+        metadata: &SourceMetadata,
+        timeline: &mut Timeline,
+    ) {
+        let plan = self.outputs.plan.as_ref().map(|p| {
+            (
+                crate::transcode::ladder::plan(&p.ladder, width, height),
+                p.source.clone(),
+            )
+        });
+        let transcoding = plan.as_ref().is_some_and(|(rungs, _)| !rungs.is_empty());
+        let rungs_len = plan.as_ref().map_or(0, |(r, _)| r.len());
+        let policy = plan.as_ref().map(|(_, p)| p.clone()).unwrap_or_default();
+        let offered = crate::transcode::ladder::source_offered(
+            &policy,
+            plan.is_some(),
+            rungs_len,
+            height,
+            metadata.video_kbps,
+        );
+        let mut ids = Vec::new();
+        let mut reason = None;
+        match offered {
+            Ok(()) => ids.push(RenditionId::source()),
+            Err(why) => {
+                info!(reason = why, "source rendition not offered");
+                reason = Some(why.to_owned());
+                for tx in self.outputs.video.drain(..) {
+                    let _ =
+                        tokio::time::timeout(Duration::from_secs(1), tx.send(PackagerInput::End))
+                            .await;
+                }
+                timeline.set_grid(true);
+            }
+        }
+        if let Some((rungs, _)) = &plan {
+            ids.extend(rungs.iter().map(|r| r.id.clone()));
+            if rungs.is_empty() {
+                reason = Some(format!(
+                    "source ({width}x{height}) is smaller than every rung: passthrough only"
+                ));
+            }
+        }
+        self.media.set_video_renditions(ids.clone());
+        self.stats.update_transcode(|t| {
+            if plan.is_some() {
+                t.mode = if transcoding {
+                    "transcoding"
+                } else {
+                    "passthrough"
+                };
+                if reason.is_some() {
+                    t.reason = reason;
+                }
+            }
+            t.renditions = ids.iter().map(ToString::to_string).collect();
+        });
+    }
+}
+
+fn cfg_size(avc: &Option<AvcConfig>) -> (u32, u32) {
+    avc.as_ref().map_or((0, 0), |c| (c.width, c.height))
 }
 
 #[cfg(test)]

@@ -39,6 +39,19 @@ pub struct StreamSettings {
     pub media_timeout: Duration,
     /// Capacity of each packager's input channel, in frames.
     pub packager_queue: usize,
+    /// Transcoding for this stream (`None`: passthrough only).
+    pub transcode: Option<TranscodePlan>,
+}
+
+/// What the tree needs to transcode.
+#[derive(Debug, Clone)]
+pub struct TranscodePlan {
+    /// The configured ladder.
+    pub ladder: std::sync::Arc<Vec<crate::transcode::ladder::Rung>>,
+    /// When `source` is offered beside the ladder.
+    pub source: crate::transcode::ladder::SourcePolicy,
+    /// Encoder and pipeline settings.
+    pub settings: crate::transcode::TranscodeSettings,
 }
 
 impl Default for StreamSettings {
@@ -47,6 +60,7 @@ impl Default for StreamSettings {
             media_timeout: Duration::from_secs(5),
             // About 8 s of 30 fps video: a packager that far behind is broken, not slow.
             packager_queue: 256,
+            transcode: None,
         }
     }
 }
@@ -66,6 +80,37 @@ pub struct IngestStats {
     pub(crate) describe: Mutex<IngressMetrics>,
     /// The last per-second sample.
     pub(crate) last_sample: Mutex<IngressMetrics>,
+    /// How the renditions are produced.
+    pub transcode: Mutex<TranscodeStatus>,
+}
+
+/// How a stream's renditions are produced (shown in the stream's status).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TranscodeStatus {
+    /// `transcoding` (the ladder is produced), `passthrough` (source only: over capacity, or
+    /// a source smaller than every rung), `disabled` (transcoding off on this node).
+    pub mode: &'static str,
+    /// Why the stream is not transcoded, or why `source` is not offered.
+    pub reason: Option<String>,
+    /// The video renditions offered, in master-playlist order.
+    pub renditions: Vec<String>,
+    /// Transcoder restarts so far.
+    pub restarts: u32,
+}
+
+impl IngestStats {
+    /// The current transcode status.
+    pub fn transcode_status(&self) -> TranscodeStatus {
+        self.transcode
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Change the transcode status.
+    pub fn update_transcode(&self, f: impl FnOnce(&mut TranscodeStatus)) {
+        f(&mut self.transcode.lock().unwrap_or_else(|e| e.into_inner()));
+    }
 }
 
 impl IngestStats {

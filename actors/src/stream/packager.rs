@@ -55,6 +55,9 @@ pub enum PackagerInput {
     End,
 }
 
+/// Audio frames a video packager holds for TS muxing (about 10 s of 48 kHz AAC).
+const MAX_TS_AUDIO_QUEUE: usize = 480;
+
 /// Largest gap between two video frames that we treat as a frame duration. Beyond it (encoder
 /// stall) the duration is capped so one sample cannot span many seconds.
 const MAX_FRAME_GAP_90K: i64 = 2 * CLOCK_90K as i64;
@@ -100,8 +103,10 @@ impl PartBuilder {
 /// Video track state: CMAF parts/segments and the TS segment in progress.
 pub struct VideoPackager {
     media: Arc<StreamMedia>,
-    cmaf: Arc<TrackStore>,
-    ts: Arc<TrackStore>,
+    rendition: RenditionId,
+    /// CMAF and TS tracks, created with the first configuration (a rung the transcoder does
+    /// not produce for this source never shows up in the store).
+    tracks: Option<(Arc<TrackStore>, Arc<TrackStore>)>,
     avc: Option<AvcConfig>,
     aac: Option<AacConfig>,
     frame_rate: Option<f64>,
@@ -110,6 +115,9 @@ pub struct VideoPackager {
     ts_buf: BytesMut,
     /// A TS segment is open (tables written).
     ts_open: bool,
+    /// Audio waiting to be muxed into TS once video has reached its time (the transcoded
+    /// renditions' video comes later than the audio, which the ingest sends directly).
+    ts_audio: VecDeque<AudioFrame>,
     /// The newest frame: its duration is known only when the next one arrives.
     pending: Option<VideoFrame>,
     part: PartBuilder,
@@ -122,14 +130,13 @@ pub struct VideoPackager {
 impl VideoPackager {
     /// A packager for `rendition` of `media`.
     pub fn new(media: Arc<StreamMedia>, rendition: RenditionId) -> Self {
-        let cmaf = media.track(rendition.clone(), TrackFormat::Cmaf, TrackKind::Video);
-        let ts = media.track(rendition, TrackFormat::Ts, TrackKind::Video);
         let part_target_90k =
             (media.config.part_target.as_secs_f64() * f64::from(CLOCK_90K)) as i64;
         Self {
             media,
-            cmaf,
-            ts,
+            rendition,
+            tracks: None,
+            ts_audio: VecDeque::new(),
             avc: None,
             aac: None,
             frame_rate: None,
@@ -189,12 +196,24 @@ impl VideoPackager {
             timescale: CLOCK_90K,
             declared_bandwidth: self.declared_bps.max(1_000_000),
         };
-        self.cmaf.set_init(Some(init.freeze()), info.clone());
-        self.ts.set_init(None, info);
+        let (cmaf, ts) = self.tracks.get_or_insert_with(|| {
+            let r = &self.rendition;
+            (
+                self.media
+                    .track(r.clone(), TrackFormat::Cmaf, TrackKind::Video),
+                self.media
+                    .track(r.clone(), TrackFormat::Ts, TrackKind::Video),
+            )
+        });
+        cmaf.set_init(Some(init.freeze()), info.clone());
+        ts.set_init(None, info);
         self.tsmux = Some(TsMuxer::new(self.avc.clone(), self.aac.clone()));
     }
 
     fn video(&mut self, frame: VideoFrame, segment_start: bool) {
+        let Some((cmaf, _)) = self.tracks.clone() else {
+            return; // No configuration yet.
+        };
         if !self.cmaf_open && !segment_start {
             return; // Nothing opens a track but an aligned keyframe.
         }
@@ -206,16 +225,16 @@ impl VideoPackager {
         if segment_start {
             self.flush_part();
             if self.cmaf_open {
-                self.cmaf.finish_segment(frame.dts_90k.max(0) as u64, None);
+                cmaf.finish_segment(frame.dts_90k.max(0) as u64, None);
             }
             if self.reconfigure {
                 self.reconfigure = false;
                 self.init_tracks();
             }
             let pdt = self.pdt_ms(frame.pts_90k());
-            self.cmaf.begin_segment(frame.dts_90k.max(0) as u64, pdt);
+            cmaf.begin_segment(frame.dts_90k.max(0) as u64, pdt);
             self.cmaf_open = true;
-            self.media.render(&self.cmaf);
+            self.media.render(&cmaf);
             self.media.render_mpd();
             self.cut_ts(&frame);
         } else if self.part.ticks > 0
@@ -230,12 +249,35 @@ impl VideoPackager {
                 }
             }
         }
+        self.mux_audio_until(frame.dts_90k + 1);
         self.pending = Some(frame);
     }
 
     fn audio(&mut self, a: &AudioFrame) {
-        if !self.ts_open {
+        if self.tsmux.is_none() {
             return;
+        }
+        self.ts_audio.push_back(a.clone());
+        // Bounded: about 10 s of 48 kHz AAC. Beyond it the oldest goes out (or away).
+        while self.ts_audio.len() > MAX_TS_AUDIO_QUEUE {
+            if let Some(old) = self.ts_audio.pop_front() {
+                self.mux_audio(&old);
+            }
+        }
+    }
+
+    /// Mux queued audio that starts before `pts_90k` into the open TS segment.
+    fn mux_audio_until(&mut self, pts_90k: i64) {
+        while self.ts_audio.front().is_some_and(|a| a.pts_90k < pts_90k) {
+            if let Some(a) = self.ts_audio.pop_front() {
+                self.mux_audio(&a);
+            }
+        }
+    }
+
+    fn mux_audio(&mut self, a: &AudioFrame) {
+        if !self.ts_open {
+            return; // before the first segment
         }
         if let Some(mux) = self.tsmux.as_mut() {
             if let Err(e) = mux.write_audio(a, &mut self.ts_buf) {
@@ -245,21 +287,25 @@ impl VideoPackager {
     }
 
     fn cut_ts(&mut self, frame: &VideoFrame) {
+        let Some((_, ts)) = self.tracks.clone() else {
+            return;
+        };
         if self.tsmux.is_none() {
             return;
         }
+        // Audio before the cut belongs to the segment that ends here.
+        self.mux_audio_until(frame.pts_90k());
         if std::mem::take(&mut self.ts_open) {
             let data = std::mem::take(&mut self.ts_buf).freeze();
-            self.ts
-                .finish_segment(frame.dts_90k.max(0) as u64, Some(data));
+            ts.finish_segment(frame.dts_90k.max(0) as u64, Some(data));
         }
         let pdt = self.pdt_ms(frame.pts_90k());
-        self.ts.begin_segment(frame.dts_90k.max(0) as u64, pdt);
+        ts.begin_segment(frame.dts_90k.max(0) as u64, pdt);
         self.ts_open = true;
         if let Some(mux) = self.tsmux.as_mut() {
             mux.write_tables(&mut self.ts_buf);
         }
-        self.media.render(&self.ts);
+        self.media.render(&ts);
     }
 
     fn add_sample(&mut self, f: VideoFrame, duration: i64) {
@@ -275,7 +321,9 @@ impl VideoPackager {
     }
 
     fn flush_part(&mut self) {
-        self.part.flush(&self.media, &self.cmaf, CLOCK_90K);
+        if let Some((cmaf, _)) = &self.tracks {
+            self.part.flush(&self.media, cmaf, CLOCK_90K);
+        }
     }
 
     fn pdt_ms(&self, pts_90k: i64) -> i64 {
@@ -283,24 +331,28 @@ impl VideoPackager {
     }
 
     fn end(&mut self) {
+        let Some((cmaf, ts)) = self.tracks.clone() else {
+            return; // never configured: no track to close
+        };
         if let Some(prev) = self.pending.take() {
             let d = self.last_duration;
             let end_dts = prev.dts_90k + d;
             self.add_sample(prev, d);
             self.flush_part();
+            self.mux_audio_until(i64::MAX);
             if self.cmaf_open {
-                self.cmaf.finish_segment(end_dts.max(0) as u64, None);
+                cmaf.finish_segment(end_dts.max(0) as u64, None);
                 self.cmaf_open = false;
             }
             if std::mem::take(&mut self.ts_open) {
                 let data = std::mem::take(&mut self.ts_buf).freeze();
-                self.ts.finish_segment(end_dts.max(0) as u64, Some(data));
+                ts.finish_segment(end_dts.max(0) as u64, Some(data));
             }
         }
-        self.cmaf.end();
-        self.ts.end();
-        self.media.render(&self.cmaf);
-        self.media.render(&self.ts);
+        cmaf.end();
+        ts.end();
+        self.media.render(&cmaf);
+        self.media.render(&ts);
         self.media.render_mpd();
     }
 }

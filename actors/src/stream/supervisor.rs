@@ -7,26 +7,30 @@
 //!   `EXT-X-ENDLIST` before the registry says `ENDED_GRACEFULLY`;
 //! - any child failure (an error, a panic) moves the stream to `ERROR` with the child's name.
 //!
+//! - the transcoder (when the stream is transcoded) is restarted when it fails or hangs, at
+//!   most `max_restarts` times within `restart_window`; past that the stream goes to ERROR.
+//!
 //! A failure never escapes the tree: it ends this stream only, and the supervisor stops with a
-//! reason instead of panicking. Restarting packagers is left to the transcoder issue (a restarted
-//! passthrough packager would have lost its open segment anyway).
+//! reason instead of panicking. Other children are not restarted: a restarted packager would
+//! have lost its open segment, and the ingest owns the publisher's connection.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tokio::sync::{mpsc, oneshot};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use super::ingest::{IngestInput, IngestOutputs, IngestTask};
 use super::notifier::NotifierTask;
-use super::packager::{self, AudioPackager, VideoPackager};
+use super::packager::{self, AudioPackager, PackagerInput, VideoPackager};
 use super::worker::{Worker, WorkerArgs, WorkerMsg};
 use super::{IngestStats, StreamOutcome, StreamSettings};
 use crate::events::EventHub;
 use crate::registry::Registry;
 use crate::store::StreamMedia;
+use crate::transcode::{TranscoderFault, TranscoderShared, TranscoderTask};
 use crate::types::{RenditionId, StreamStatus};
 
 /// The supervisor actor.
@@ -60,6 +64,8 @@ pub enum Role {
     Packager,
     /// The notifier.
     Notifier,
+    /// The transcoder.
+    Transcoder,
 }
 
 /// Messages to the supervisor.
@@ -71,6 +77,8 @@ pub enum SupervisorMsg {
     FlushDeadline,
     /// Test-only: make a child panic.
     InjectPanic(Role),
+    /// Test-only: a transcoder fault (hang once, or fail at every start).
+    InjectTranscoderFault(TranscoderFault),
     /// Stop the stream (operator or shutdown) with a reason; it ends in ERROR.
     Abort(String),
 }
@@ -83,6 +91,50 @@ pub struct SupervisorState {
     packagers_left: usize,
     outcome: Option<StreamOutcome>,
     finished: bool,
+    transcoder: Option<TranscoderSpawner>,
+    span: tracing::Span,
+}
+
+/// Everything needed to (re)start the transcoder, and its restart history.
+struct TranscoderSpawner {
+    shared: Arc<TranscoderShared>,
+    plan: super::TranscodePlan,
+    outputs: Vec<mpsc::Sender<PackagerInput>>,
+    stats: Arc<IngestStats>,
+    failures: VecDeque<Instant>,
+}
+
+impl TranscoderSpawner {
+    fn work(&self) -> super::worker::Work {
+        let task = TranscoderTask {
+            shared: self.shared.clone(),
+            ladder: self.plan.ladder.clone(),
+            outputs: self.outputs.clone(),
+            settings: self.plan.settings.clone(),
+            stats: self.stats.clone(),
+        };
+        Box::pin(task.run())
+    }
+}
+
+async fn spawn_child(
+    cell: &ActorCell,
+    name: String,
+    work: super::worker::Work,
+    span: &tracing::Span,
+) -> Result<ActorRef<WorkerMsg>, ActorProcessingErr> {
+    let (r, _) = Actor::spawn_linked(
+        None,
+        Worker,
+        WorkerArgs {
+            role: name,
+            work,
+            span: span.clone(),
+        },
+        cell.clone(),
+    )
+    .await?;
+    Ok(r)
 }
 
 impl Actor for StreamSupervisor {
@@ -102,6 +154,36 @@ impl Actor for StreamSupervisor {
         let (otx, orx) = oneshot::channel();
         let cell: ActorCell = myself.get_cell();
         let mut children = HashMap::new();
+        let mut specs: Vec<(Role, String, super::worker::Work)> = Vec::new();
+
+        // Transcoded renditions: one packager per configured rung (those that do not apply
+        // to the source get End from the transcoder and never create a track).
+        let mut transcoder = None;
+        let mut tc_tx = None;
+        let mut rung_txs = Vec::new();
+        if let Some(plan) = args.settings.transcode.clone() {
+            for rung in plan.ladder.iter() {
+                let (tx, rx) = mpsc::channel(cap);
+                let p = VideoPackager::new(media.clone(), RenditionId(rung.name.clone()));
+                specs.push((
+                    Role::Packager,
+                    format!("packager:{}", rung.name),
+                    Box::pin(packager::run(Box::new(p), rx)),
+                ));
+                rung_txs.push(tx);
+            }
+            let (tx, rx) = mpsc::channel(cap);
+            tc_tx = Some(tx);
+            let spawner = TranscoderSpawner {
+                shared: TranscoderShared::new(rx),
+                plan,
+                outputs: rung_txs.clone(),
+                stats: args.stats.clone(),
+                failures: VecDeque::new(),
+            };
+            specs.push((Role::Transcoder, "transcoder".into(), spawner.work()));
+            transcoder = Some(spawner);
+        }
 
         let ingest = IngestTask {
             name: media.name.clone(),
@@ -110,6 +192,9 @@ impl Actor for StreamSupervisor {
             outputs: IngestOutputs {
                 video: vec![vtx],
                 audio: Some(atx),
+                transcoder: tc_tx,
+                rung_audio: rung_txs,
+                plan: args.settings.transcode.clone(),
             },
             stats: args.stats.clone(),
             registry: args.registry.clone(),
@@ -128,25 +213,19 @@ impl Actor for StreamSupervisor {
             hub: args.hub.clone(),
             period: Duration::from_secs(1),
         };
-        let specs: Vec<(Role, String, super::worker::Work)> = vec![
-            (Role::Packager, "packager:source".into(), Box::pin(video)),
+        specs.extend([
+            (
+                Role::Packager,
+                "packager:source".to_owned(),
+                Box::pin(video) as super::worker::Work,
+            ),
             (Role::Packager, "packager:audio".into(), Box::pin(audio)),
             (Role::Notifier, "notifier".into(), Box::pin(notifier.run())),
             (Role::Ingest, "ingest".into(), Box::pin(ingest.run())),
-        ];
+        ]);
         let mut packagers = 0;
         for (role, name, work) in specs {
-            let (r, _) = Actor::spawn_linked(
-                None,
-                Worker,
-                WorkerArgs {
-                    role: name,
-                    work,
-                    span: args.span.clone(),
-                },
-                cell.clone(),
-            )
-            .await?;
+            let r = spawn_child(&cell, name, work, &args.span).await?;
             if role == Role::Packager {
                 packagers += 1;
             }
@@ -165,6 +244,8 @@ impl Actor for StreamSupervisor {
             packagers_left: packagers,
             outcome: None,
             finished: false,
+            transcoder,
+            span: args.span,
         })
     }
 
@@ -193,6 +274,20 @@ impl Actor for StreamSupervisor {
                     let _ = r.cast(WorkerMsg::InjectPanic);
                 }
             }
+            SupervisorMsg::InjectTranscoderFault(fault) => {
+                if let Some(t) = &state.transcoder {
+                    t.shared.inject(fault);
+                    if fault == TranscoderFault::CrashLoop {
+                        if let Some((_, r)) = state
+                            .children
+                            .values()
+                            .find(|(r, _)| *r == Role::Transcoder)
+                        {
+                            let _ = r.cast(WorkerMsg::InjectPanic);
+                        }
+                    }
+                }
+            }
             SupervisorMsg::Abort(reason) => {
                 state.outcome = Some(StreamOutcome::Failed(reason));
                 finish(&myself, state).await;
@@ -210,6 +305,17 @@ impl Actor for StreamSupervisor {
         match evt {
             SupervisionEvent::ActorFailed(cell, err) => {
                 let role = state.children.remove(&cell.get_id()).map(|(r, _)| r);
+                if role == Some(Role::Transcoder) && state.outcome.is_none() {
+                    match restart_transcoder(&myself, state, &err.to_string()).await {
+                        Ok(()) => return Ok(()),
+                        Err(reason) => {
+                            error!(error = %err, "transcoder keeps failing: stream to ERROR");
+                            state.outcome = Some(StreamOutcome::Failed(reason));
+                            finish(&myself, state).await;
+                            return Ok(());
+                        }
+                    }
+                }
                 error!(?role, error = %err, "stream actor failed");
                 if state.outcome.is_none()
                     || state.outcome == Some(StreamOutcome::Ended) && !state.finished
@@ -241,6 +347,42 @@ impl Actor for StreamSupervisor {
         }
         Ok(())
     }
+}
+
+/// Restart the transcoder if its budget allows; `Err` carries the stream's failure reason.
+async fn restart_transcoder(
+    myself: &ActorRef<SupervisorMsg>,
+    state: &mut SupervisorState,
+    err: &str,
+) -> Result<(), String> {
+    let Some(t) = state.transcoder.as_mut() else {
+        return Err(format!("internal fault: {err}"));
+    };
+    let now = Instant::now();
+    let window = t.plan.settings.restart_window;
+    t.failures.push_back(now);
+    while t
+        .failures
+        .front()
+        .is_some_and(|f| now.duration_since(*f) > window)
+    {
+        t.failures.pop_front();
+    }
+    let failures = t.failures.len() as u32;
+    if failures > t.plan.settings.max_restarts {
+        return Err(format!(
+            "transcoder failed {failures} times within {} s: {err}",
+            window.as_secs()
+        ));
+    }
+    warn!(error = %err, attempt = failures, "transcoder failed: restarting it");
+    t.stats.update_transcode(|s| s.restarts += 1);
+    let work = t.work();
+    let r = spawn_child(&myself.get_cell(), "transcoder".into(), work, &state.span)
+        .await
+        .map_err(|e| format!("transcoder could not be restarted: {e}"))?;
+    state.children.insert(r.get_id(), (Role::Transcoder, r));
+    Ok(())
 }
 
 /// Publish the final status once, stop the children, stop.

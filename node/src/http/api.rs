@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use hivecast_actors::stream::supervisor::Role;
+use hivecast_actors::transcode::TranscoderFault;
 use hivecast_actors::types::{unix_ms_now, StreamName};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -125,7 +126,12 @@ async fn revoke_key(
 }
 
 fn stream_json(app: &App, rec: &StreamRecord) -> Value {
-    let metrics = app.stats_of(&rec.stream).map(|s| {
+    let stats = app.stats_of(&rec.stream);
+    let transcode = stats.as_ref().map(|s| {
+        let t = s.transcode_status();
+        json!({"mode": t.mode, "reason": t.reason, "renditions": t.renditions, "restarts": t.restarts})
+    });
+    let metrics = stats.map(|s| {
         let m = s.snapshot();
         json!({
             "ingress_bitrate_kbps": m.ingress_bitrate_kbps,
@@ -155,6 +161,7 @@ fn stream_json(app: &App, rec: &StreamRecord) -> Value {
         "epoch": rec.epoch,
         "origin": rec.origin,
         "renditions": renditions,
+        "transcode": transcode,
         "started_at_ms": rec.started_at_ms,
         "ended_at_ms": rec.ended_at_ms,
         "error": rec.error,
@@ -206,6 +213,8 @@ async fn audit(
 #[derive(Debug, Deserialize)]
 struct PanicQuery {
     actor: Option<String>,
+    /// For `actor=transcoder`: `panic` (default), `hang` (once), `crash-loop` (every start).
+    fault: Option<String>,
 }
 
 async fn inject_panic(
@@ -222,9 +231,24 @@ async fn inject_panic(
         "packager" => Role::Packager,
         "ingest" => Role::Ingest,
         "notifier" => Role::Notifier,
+        "transcoder" => Role::Transcoder,
         other => return Err(ApiError::bad_request(format!("unknown actor {other}"))),
     };
-    if app.inject_panic(&stream, role) {
+    let fault = match (role, q.fault.as_deref().unwrap_or("panic")) {
+        (_, "panic") => None,
+        (Role::Transcoder, "hang") => Some(TranscoderFault::Hang),
+        (Role::Transcoder, "crash-loop") => Some(TranscoderFault::CrashLoop),
+        (_, other) => {
+            return Err(ApiError::bad_request(format!(
+                "unknown fault {other} for this actor"
+            )))
+        }
+    };
+    let done = match fault {
+        Some(f) => app.inject_transcoder_fault(&stream, f),
+        None => app.inject_panic(&stream, role),
+    };
+    if done {
         Ok(StatusCode::ACCEPTED)
     } else {
         Err(ApiError::not_found(format!(

@@ -720,6 +720,61 @@ pub fn has_idr(data: &[u8]) -> bool {
         .any(|nal| nal.first().is_some_and(|h| h & 0x1f == NAL_IDR))
 }
 
+/// Iterates over the NAL units of an Annex B byte stream (units separated by `00 00 01` or
+/// `00 00 00 01` start codes), each without its start code and without trailing zero bytes.
+/// Bytes before the first start code are skipped. Never fails: an input without start codes
+/// yields nothing. Used on encoder output (libx264 writes Annex B).
+pub fn annexb_nalus(data: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut pos = find_start_code(data, 0).map(|(_, after)| after);
+    std::iter::from_fn(move || {
+        let start = pos?;
+        let (end, next) = match find_start_code(data, start) {
+            Some((at, after)) => (at, Some(after)),
+            None => (data.len(), None),
+        };
+        pos = next;
+        let mut nal = &data[start..end];
+        // A 4-byte start code's leading zero (and any trailing_zero_8bits) belong to no unit.
+        while let [rest @ .., 0] = nal {
+            nal = rest;
+        }
+        Some(nal)
+    })
+    .filter(|nal| !nal.is_empty())
+}
+
+/// The next `00 00 01` at or after `from`: (its index, the index after it).
+fn find_start_code(data: &[u8], from: usize) -> Option<(usize, usize)> {
+    let tail = data.get(from..)?;
+    tail.windows(3)
+        .position(|w| w == [0, 0, 1])
+        .map(|i| (from + i, from + i + 3))
+}
+
+/// Converts an Annex B access unit to 4-byte AVCC, leaving out the NAL unit types for which
+/// `drop` returns true (e.g. SPS/PPS/AUD, which CMAF and TS carry elsewhere or not at all).
+pub fn annexb_to_avcc4(data: &[u8], drop: impl Fn(u8) -> bool) -> Result<Bytes, H264Error> {
+    check_au_size(data.len())?;
+    let mut out = BytesMut::with_capacity(data.len() + 16);
+    let mut count = 0usize;
+    for nal in annexb_nalus(data) {
+        count += 1;
+        if count > MAX_NALUS_PER_ACCESS_UNIT {
+            return Err(H264Error::TooManyNalus {
+                count,
+                max: MAX_NALUS_PER_ACCESS_UNIT,
+            });
+        }
+        if nal_type(nal).is_some_and(&drop) {
+            continue;
+        }
+        // Fits: the whole access unit is below MAX_ACCESS_UNIT_SIZE.
+        out.put_u32(nal.len() as u32);
+        out.put_slice(nal);
+    }
+    Ok(out.freeze())
+}
+
 /// The NAL unit type (low 5 bits of the header byte) of a NAL unit, if it is not empty.
 pub fn nal_type(nal: &[u8]) -> Option<u8> {
     nal.first().map(|h| h & 0x1f)
@@ -729,6 +784,23 @@ pub fn nal_type(nal: &[u8]) -> Option<u8> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn annexb_split_and_convert() {
+        let au = [
+            0u8, 0, 0, 1, 0x09, 0xf0, // AUD
+            0, 0, 1, 0x67, 1, 2, 0, // SPS with a trailing zero
+            0, 0, 0, 1, 0x65, 9, 8, 7,
+        ];
+        let nals: Vec<&[u8]> = annexb_nalus(&au).collect();
+        assert_eq!(
+            nals,
+            vec![&[0x09, 0xf0][..], &[0x67, 1, 2][..], &[0x65, 9, 8, 7][..]]
+        );
+        let avcc = annexb_to_avcc4(&au, |t| t == 9 || t == NAL_SPS).unwrap();
+        assert_eq!(&avcc[..], &[0, 0, 0, 4, 0x65, 9, 8, 7]);
+        assert_eq!(annexb_nalus(&[1, 2, 3]).count(), 0);
+    }
 
     /// Writes bits MSB first; used to build SPS test vectors field by field.
     struct BitWriter {
@@ -1154,6 +1226,23 @@ mod tests {
             let mut annexb = BytesMut::new();
             avcc_to_annexb(&four, &mut annexb).unwrap();
             prop_assert_eq!(annexb.len(), four.len());
+        }
+
+        #[test]
+        fn annexb_roundtrip(nals in proptest::collection::vec(proptest::collection::vec(1u8..=255, 1..300), 0..20)) {
+            // Emulation-prevented units contain no 00 00 0x; non-zero bytes model that.
+            let refs: Vec<&[u8]> = nals.iter().map(|n| &n[..]).collect();
+            let four = Bytes::from(avcc(&refs, 4));
+            let mut annexb = BytesMut::new();
+            avcc_to_annexb(&four, &mut annexb).unwrap();
+            prop_assert_eq!(annexb_to_avcc4(&annexb, |_| false).unwrap(), four);
+        }
+
+        #[test]
+        fn annexb_never_panics(data in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let total: usize = annexb_nalus(&data).map(<[u8]>::len).sum();
+            prop_assert!(total <= data.len());
+            let _ = annexb_to_avcc4(&data, |t| t == 7);
         }
     }
 }
