@@ -69,9 +69,10 @@ pub fn plan(ladder: &[Rung], width: u32, height: u32) -> Vec<RenditionPlan> {
         .enumerate()
         .filter(|(_, r)| r.height > 0 && r.height <= height)
         .map(|(i, r)| {
-            let w = (u64::from(width) * u64::from(r.height) + u64::from(height) / 2)
-                / u64::from(height);
-            let w = ((w as u32 + 1) & !1).max(2);
+            // The nearest even width to width * rung / height (854 for 1920x1080 -> 480p).
+            let num = u64::from(width) * u64::from(r.height);
+            let den = 2 * u64::from(height);
+            let w = (((num + den / 2) / den) * 2).max(2) as u32;
             RenditionPlan {
                 rung: i,
                 id: RenditionId(r.name.clone()),
@@ -172,6 +173,14 @@ mod tests {
                 ("480p", 640, 480)
             ]
         );
+        assert_eq!(names(&plan(&l, 854, 480)), vec![("480p", 854, 480)]);
+        let small = [Rung {
+            name: "360p".into(),
+            height: 360,
+            video_kbps: 800,
+            profile: "main".into(),
+        }];
+        assert_eq!(names(&plan(&small, 854, 480)), vec![("360p", 640, 360)]);
         for p in plan(&l, 1001, 999) {
             assert_eq!(p.width % 2, 0);
         }
