@@ -4,12 +4,13 @@
 //! - [`Node`]: one `hivecast run` process on free loopback ports with its own config file, data dir and log
 //!   files in a temp dir. It waits for `/readyz`, is killed on drop, and prints the tail of its logs when the
 //!   test that owns it panics.
-//! - [`Publisher`]: an `ffmpeg` (lavfi `testsrc2` + `sine`) or GStreamer (`rtmp2sink`) RTMP publisher,
-//!   stopped cleanly ([`Publisher::stop_gracefully`]: the encoder unpublishes) or killed
-//!   ([`Publisher::kill`]: the TCP connection drops without unpublish). Killed on drop.
-//! - Independent clients: [`ffprobe_ok`], [`ffmpeg_decode`] and [`gst_play`] (external programs that must
-//!   decode what the node serves), [`WsClient`] (tokio-tungstenite), playlist parsing with m3u8-rs plus a
-//!   small LL-HLS tag reader ([`LlHlsPlaylist`]), and an MPD reader on roxmltree ([`MpdInfo`]).
+//! - [`Publisher`]: an `ffmpeg` (lavfi `testsrc2` + `sine`, or a prepared file sent as is) or GStreamer
+//!   (`rtmp2sink`) RTMP publisher, stopped cleanly ([`Publisher::stop_gracefully`]: the encoder
+//!   unpublishes) or killed ([`Publisher::kill`]: the TCP connection drops without unpublish). Killed on drop.
+//! - Independent clients: [`ffprobe_ok`], [`ffprobe_video_packets`], [`ffmpeg_decode`] and [`gst_play`]
+//!   (external programs that must decode what the node serves), [`WsClient`] (tokio-tungstenite), playlist
+//!   parsing with m3u8-rs plus a small LL-HLS tag reader ([`LlHlsPlaylist`]), and an MPD reader on roxmltree
+//!   ([`MpdInfo`]).
 //! - [`wait_until`]: the only way tests wait. It polls a condition every [`POLL_INTERVAL`] and, past its
 //!   deadline, panics saying what it was waiting for. There are no bare sleeps in the tests.
 //!
@@ -218,6 +219,11 @@ pub struct NodeOpts {
     pub media_timeout_ms: u64,
     /// `media.ended_retention_ms`.
     pub ended_retention_ms: u64,
+    /// Appended verbatim to the written config, after every section above: for sections the
+    /// fields do not cover (`[transcode]` keys and its `[[transcode.ladder]]` rungs). The file is
+    /// merged over the embedded default by figment, which replaces arrays: a `[[transcode.ladder]]`
+    /// given here replaces the default ladder, it is not appended to it.
+    pub extra_toml: String,
 }
 
 impl Default for NodeOpts {
@@ -233,6 +239,7 @@ impl Default for NodeOpts {
             window_segments: 6,
             media_timeout_ms: 5000,
             ended_retention_ms: 30000,
+            extra_toml: String::new(),
         }
     }
 }
@@ -318,7 +325,7 @@ impl Node {
              [auth]\nadmin_token = {token}\n\n\
              [media]\nsegment_target_ms = {seg}\npart_target_ms = {part}\nwindow_segments = {win}\n\
              media_timeout_ms = {mt}\nended_retention_ms = {er}\n\n\
-             [debug]\nfault_injection = {fi}\n",
+             [debug]\nfault_injection = {fi}\n\n{extra}\n",
             id = toml_str(&o.node_id),
             data = toml_str(&data_dir.to_string_lossy()),
             rtmp = self.rtmp_port,
@@ -332,6 +339,7 @@ impl Node {
             mt = o.media_timeout_ms,
             er = o.ended_retention_ms,
             fi = o.fault_injection,
+            extra = o.extra_toml,
         );
         std::fs::write(self.config_path(), config).expect("write config");
     }
@@ -522,6 +530,15 @@ impl Node {
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
+    /// `GET` the body bytes of `path` if the status is 200 (segments, init segments).
+    pub async fn get_ok_bytes(&self, path: &str) -> Option<Vec<u8>> {
+        let resp = self.get(path).await;
+        if resp.status() != reqwest::StatusCode::OK {
+            return None;
+        }
+        resp.bytes().await.ok().map(|b| b.to_vec())
+    }
+
     /// `GET` the body text of `path` if the status is 200.
     pub async fn get_ok_text(&self, path: &str) -> Option<String> {
         let (status, text) = self.get_text(path).await;
@@ -657,13 +674,15 @@ impl Drop for Node {
 // ---------------------------------------------------------------------------------------------------------
 
 /// Options of an ffmpeg test publisher. `Default`: 320x180 at 30 fps, H.264 (x264 ultrafast, zerolatency,
-/// GOP 30) + AAC, no time limit.
+/// GOP 30 frames) + AAC, no time limit.
 #[derive(Debug, Clone)]
 pub struct PublishOpts {
     /// Picture size.
     pub width: u32,
     /// Picture size.
     pub height: u32,
+    /// Frames per second of the `testsrc2` source (the GOP stays 30 frames unless `extra_args` set `-g`).
+    pub frame_rate: u32,
     /// `-t`: stop after this many seconds of media (a clean end: ffmpeg unpublishes).
     pub duration_s: Option<f64>,
     /// Replaces `libx264` and its options (e.g. `"flv1"`).
@@ -679,6 +698,7 @@ impl Default for PublishOpts {
         PublishOpts {
             width: 320,
             height: 180,
+            frame_rate: 30,
             duration_s: None,
             video_codec: None,
             audio_codec: None,
@@ -706,7 +726,10 @@ impl Publisher {
             "-loglevel".into(),
             "warning".into(),
         ];
-        let src = format!("testsrc2=size={}x{}:rate=30", opts.width, opts.height);
+        let src = format!(
+            "testsrc2=size={}x{}:rate={}",
+            opts.width, opts.height, opts.frame_rate
+        );
         args.extend(
             [
                 "-re",
@@ -749,6 +772,29 @@ impl Publisher {
         }
         args.extend(opts.extra_args.iter().cloned());
         args.extend(["-f".to_string(), "flv".into(), url.to_string()]);
+        Publisher::spawn("ffmpeg", "ffmpeg", &args)
+    }
+
+    /// Starts `ffmpeg -re -i FILE -c copy -f flv URL`: publishes a prepared file as it is (its own
+    /// encoder settings, GOP and bitrate), in real time. Ends by itself at the end of the file.
+    pub fn ffmpeg_file(url: &str, file: &Path) -> Publisher {
+        let file = file.to_string_lossy().into_owned();
+        let args: Vec<String> = [
+            "-hide_banner",
+            "-nostats",
+            "-loglevel",
+            "warning",
+            "-re",
+            "-i",
+            &file,
+            "-c",
+            "copy",
+            "-f",
+            "flv",
+            url,
+        ]
+        .map(String::from)
+        .to_vec();
         Publisher::spawn("ffmpeg", "ffmpeg", &args)
     }
 
@@ -919,6 +965,10 @@ pub struct ProbeStream {
     pub width: Option<u64>,
     /// Picture height (video only).
     pub height: Option<u64>,
+    /// ffprobe's profile name (`High`, `Main`, `Constrained Baseline`, `LC`).
+    pub profile: Option<String>,
+    /// ffprobe's `level` (H.264: `level_idc`, e.g. 31 for 3.1); absent when ffprobe reports none.
+    pub level: Option<i64>,
 }
 
 /// What ffprobe found behind a URL.
@@ -990,6 +1040,9 @@ pub async fn ffprobe_within(url: &str, limit: Duration) -> Result<ProbeInfo> {
                         .to_owned(),
                     width: s.get("width").and_then(Value::as_u64),
                     height: s.get("height").and_then(Value::as_u64),
+                    profile: s.get("profile").and_then(Value::as_str).map(str::to_owned),
+                    // ffprobe prints -99 (FF_LEVEL_UNKNOWN) when it has no level.
+                    level: s.get("level").and_then(Value::as_i64).filter(|l| *l >= 0),
                 })
                 .collect()
         })
@@ -1006,6 +1059,76 @@ pub async fn ffprobe_within(url: &str, limit: Duration) -> Result<ProbeInfo> {
         format_name,
         streams,
     })
+}
+
+/// One video packet as ffprobe reads it (`-show_packets`), in file order.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ProbePacket {
+    /// `pts` in the stream's time base (90 kHz for MPEG-TS).
+    pub pts: i64,
+    /// `pts_time`, seconds.
+    pub pts_time: f64,
+    /// `flags` contains `K`.
+    pub keyframe: bool,
+    /// `size`, bytes.
+    pub size: u64,
+}
+
+/// The video packets of a media file or URL (`ffprobe -select_streams v:0 -show_packets`), in file
+/// order: for a segment, the first is the one it starts with. `Err` if ffprobe fails, prints an error,
+/// or finds no video packet. To probe a CMAF segment, concatenate its init segment and it into a file.
+pub async fn ffprobe_video_packets(input: &str) -> Result<Vec<ProbePacket>> {
+    let (status, stdout, stderr) = run_program(
+        "ffprobe",
+        &[
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "packet=pts,pts_time,flags,size",
+            "-of",
+            "json",
+            input,
+        ],
+        CLIENT_TIMEOUT,
+    )
+    .await?;
+    if !status.success() {
+        bail!("ffprobe packets {input}: {status}: {}", stderr.trim());
+    }
+    if !stderr.trim().is_empty() {
+        bail!("ffprobe packets {input} printed errors: {}", stderr.trim());
+    }
+    let v: Value =
+        serde_json::from_str(&stdout).with_context(|| format!("ffprobe JSON: {stdout}"))?;
+    let mut out = Vec::new();
+    for p in v
+        .get("packets")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    {
+        // ffprobe prints numbers as JSON numbers or strings depending on the field and version.
+        let num = |name: &str| -> Option<f64> {
+            let f = p.get(name)?;
+            f.as_f64().or_else(|| f.as_str()?.parse().ok())
+        };
+        let pts = num("pts").ok_or_else(|| anyhow!("{input}: packet without pts: {p}"))?;
+        out.push(ProbePacket {
+            pts: pts as i64,
+            pts_time: num("pts_time").unwrap_or(f64::NAN),
+            keyframe: p
+                .get("flags")
+                .and_then(Value::as_str)
+                .is_some_and(|f| f.contains('K')),
+            size: num("size").unwrap_or(0.0) as u64,
+        });
+    }
+    if out.is_empty() {
+        bail!("ffprobe packets {input}: no video packet: {stdout}");
+    }
+    Ok(out)
 }
 
 /// What [`ffmpeg_decode`] decoded.
@@ -1501,6 +1624,21 @@ pub fn resolve(base_path: &str, uri: &str) -> String {
 // DASH
 // ---------------------------------------------------------------------------------------------------------
 
+/// One `Representation` of an MPD; attributes missing on it are taken from its `AdaptationSet`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MpdRepresentation {
+    /// `@id`.
+    pub id: String,
+    /// `@bandwidth`.
+    pub bandwidth: Option<u64>,
+    /// `@width`.
+    pub width: Option<u64>,
+    /// `@height`.
+    pub height: Option<u64>,
+    /// `@codecs`.
+    pub codecs: Option<String>,
+}
+
 /// One `AdaptationSet` of an MPD.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct MpdAdaptationSet {
@@ -1508,6 +1646,8 @@ pub struct MpdAdaptationSet {
     pub content_type: String,
     /// `Representation@id`s.
     pub representation_ids: Vec<String>,
+    /// The representations with their attributes.
+    pub representations: Vec<MpdRepresentation>,
     /// `SegmentTemplate@media` (from the set or its first representation).
     pub media_template: Option<String>,
     /// `SegmentTemplate@initialization`.
@@ -1580,6 +1720,20 @@ impl MpdInfo {
                     .iter()
                     .filter_map(|r| r.attribute("id"))
                     .map(str::to_owned)
+                    .collect(),
+                representations: reps
+                    .iter()
+                    .map(|r| {
+                        let attr = |name: &str| r.attribute(name).or_else(|| set.attribute(name));
+                        let int = |name: &str| attr(name).and_then(|v| v.parse().ok());
+                        MpdRepresentation {
+                            id: r.attribute("id").unwrap_or_default().to_owned(),
+                            bandwidth: int("bandwidth"),
+                            width: int("width"),
+                            height: int("height"),
+                            codecs: attr("codecs").map(str::to_owned),
+                        }
+                    })
                     .collect(),
                 ..MpdAdaptationSet::default()
             };
@@ -1717,6 +1871,8 @@ mod tests {
         assert_eq!(v.timeline_segments, 4);
         assert_eq!(v.start_number, Some(5));
         assert_eq!(v.representation_ids, vec!["source"]);
+        assert_eq!(v.representations[0].bandwidth, Some(1000));
+        assert_eq!(v.representations[0].width, None);
         assert!(m.set("audio").is_some());
         assert_eq!(m.utc_timing[0].1, "/v1/time");
         assert!(MpdInfo::parse("<x/>").is_err());

@@ -175,7 +175,7 @@ impl Actor for StreamSupervisor {
             let (tx, rx) = mpsc::channel(cap);
             tc_tx = Some(tx);
             let spawner = TranscoderSpawner {
-                shared: TranscoderShared::new(rx),
+                shared: TranscoderShared::new(rx, rung_txs.len()),
                 plan,
                 outputs: rung_txs.clone(),
                 stats: args.stats.clone(),

@@ -143,6 +143,18 @@ impl Decoder {
     }
 }
 
+/// x264 threads for a rendition. `0` (automatic) gives one thread per started 720 lines, at most
+/// the machine's cores: every rendition already runs on its own thread, so x264's own automatic
+/// choice (1.5 x cores per encoder, sliced) only adds contention, while a 1080p encode on one
+/// thread is too close to the frame interval to absorb an IDR.
+pub fn encoder_threads(configured: u32, height: u32) -> u32 {
+    if configured > 0 {
+        return configured;
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+    height.div_ceil(720).clamp(1, cores.max(1))
+}
+
 /// One rendition's scaler and libx264 encoder.
 pub struct Encoder {
     enc: ff::encoder::Video,
@@ -191,8 +203,11 @@ impl Encoder {
         opts.set("bufsize", &(2 * bps).to_string());
         // Keyframes only where the transcoder forces them (segment starts), as IDR.
         opts.set("forced-idr", "1");
+        // zerolatency's sliced threads: no frame of delay per thread (frame threads measured no
+        // cheaper in scripts/bench-transcode and add a frame of latency each).
         opts.set("x264-params", "scenecut=0:keyint=infinite:min-keyint=1");
-        opts.set("threads", &settings.encoder_threads.to_string());
+        let threads = encoder_threads(settings.encoder_threads, plan.height);
+        opts.set("threads", &threads.to_string());
         let enc = enc
             .open_with(opts)
             .map_err(ffe("opening libx264 (preset/tune/profile/bitrate)"))?;

@@ -27,15 +27,19 @@
 //!
 //! Failure: a thread that returns an error or panics, or a stage that has work queued but
 //! makes no progress for `hang_timeout`, fails the task; the stream supervisor restarts it
-//! within its budget. A restarted transcoder picks up the same input and resumes at the next
-//! segment start. A hung FFmpeg call cannot be interrupted: its thread is abandoned (it exits
+//! within its budget. Frames queued inside a failed incarnation are lost with it, so the task
+//! keeps a replay buffer of source frames (from the keyframe before the oldest segment start
+//! that some rendition has not yet emitted): a restarted transcoder replays it, and each
+//! rendition resumes at its first segment start after the last one it emitted. Every rendition
+//! thus keeps the same segment numbering across restarts (the media between the failure and
+//! the resume point is a freeze in the segment that was open). A hung FFmpeg call cannot be interrupted: its thread is abandoned (it exits
 //! if the call ever returns) and a new one takes over.
 
 pub mod codec;
 pub mod ladder;
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -106,7 +110,14 @@ pub struct TranscoderShared {
     input: tokio::sync::Mutex<mpsc::Receiver<PackagerInput>>,
     learned: Mutex<Learned>,
     fault: AtomicU8,
+    /// Source frames a restarted incarnation replays (see the module doc).
+    replay: Mutex<VecDeque<(VideoFrame, bool)>>,
+    /// Per configured rung: PTS of the last segment start it handed to its packager.
+    emitted: Vec<AtomicI64>,
 }
+
+/// Replay buffer bound: 30 s of 30 fps video.
+const MAX_REPLAY_FRAMES: usize = 900;
 
 #[derive(Default)]
 struct Learned {
@@ -117,12 +128,46 @@ struct Learned {
 
 impl TranscoderShared {
     /// Shared state around the transcoder's input channel.
-    pub fn new(input: mpsc::Receiver<PackagerInput>) -> Arc<Self> {
+    pub fn new(input: mpsc::Receiver<PackagerInput>, rungs: usize) -> Arc<Self> {
         Arc::new(Self {
             input: tokio::sync::Mutex::new(input),
             learned: Mutex::new(Learned::default()),
             fault: AtomicU8::new(FAULT_NONE),
+            replay: Mutex::new(VecDeque::new()),
+            emitted: (0..rungs).map(|_| AtomicI64::new(i64::MIN)).collect(),
         })
+    }
+
+    /// Remember a frame for a possible restart, and forget what every rendition is past.
+    fn remember(&self, frame: &VideoFrame, segment_start: bool, rungs: &[usize]) {
+        let safe = rungs
+            .iter()
+            .filter_map(|r| self.emitted.get(*r))
+            .map(|e| e.load(Ordering::Acquire))
+            .min()
+            .unwrap_or(i64::MIN);
+        let mut q = self.replay.lock().unwrap_or_else(|e| e.into_inner());
+        // Keep from the last keyframe at or before `safe`: a decoder can start there, and
+        // every segment start after `safe` lies after it.
+        if let Some(k) = q
+            .iter()
+            .rposition(|(f, _)| f.keyframe && f.pts_90k() <= safe)
+        {
+            q.drain(..k);
+        }
+        q.push_back((frame.clone(), segment_start));
+        while q.len() > MAX_REPLAY_FRAMES {
+            q.pop_front();
+        }
+    }
+
+    fn replay_frames(&self) -> Vec<(VideoFrame, bool)> {
+        self.replay
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned()
+            .collect()
     }
 
     /// Arm a test fault.
@@ -216,6 +261,13 @@ impl TranscoderTask {
             return Ok(());
         }
         let mut pipeline = Pipeline::start(&self, &plan, tracks, fps)?;
+        let rungs: Vec<usize> = plan.iter().map(|p| p.rung).collect();
+        // A restart: what the failed incarnation may have lost goes through again.
+        for (frame, segment_start) in self.shared.replay_frames() {
+            pipeline
+                .send(DecodeMsg::Frame(frame, segment_start))
+                .await?;
+        }
         let mut tick = tokio::time::interval(Duration::from_millis(200));
         loop {
             tokio::select! {
@@ -226,6 +278,7 @@ impl TranscoderTask {
                         pipeline.send(DecodeMsg::Config(tracks)).await?;
                     }
                     Some(PackagerInput::Video { frame, segment_start }) => {
+                        self.shared.remember(&frame, segment_start, &rungs);
                         pipeline.send(DecodeMsg::Frame(frame, segment_start)).await?;
                     }
                     Some(PackagerInput::End) => {
@@ -347,9 +400,17 @@ impl Pipeline {
             };
             let (etx, erx) = cb::bounded(task.settings.queue_frames.max(1));
             let progress = Arc::new(Progress::default());
+            let emitted = task
+                .shared
+                .emitted
+                .get(p.rung)
+                .map_or(i64::MIN, |e| e.load(Ordering::Acquire));
             let job = EncodeJob {
                 input: erx,
                 out,
+                shared: task.shared.clone(),
+                resume_after: (emitted != i64::MIN).then_some(emitted),
+                stop: stop.clone(),
                 plan: p.clone(),
                 settings: task.settings.clone(),
                 fps,
@@ -650,6 +711,9 @@ impl DecodeJob {
 struct EncodeJob {
     input: cb::Receiver<EncodeMsg>,
     out: mpsc::Sender<PackagerInput>,
+    shared: Arc<TranscoderShared>,
+    resume_after: Option<i64>,
+    stop: Arc<AtomicBool>,
     plan: RenditionPlan,
     settings: TranscodeSettings,
     fps: f64,
@@ -664,6 +728,10 @@ impl EncodeJob {
             codec::Encoder::new(&self.plan, &self.settings, self.fps).map_err(|e| e.to_string())?;
         let mut out = RenditionOutput {
             out: self.out,
+            shared: self.shared,
+            rung: self.plan.rung,
+            resume_after: self.resume_after,
+            stop: self.stop,
             stats: self.stats,
             fps: self.fps,
             kbps: self.plan.video_kbps,
@@ -708,6 +776,13 @@ impl EncodeJob {
 /// An encode thread's side towards its packager.
 struct RenditionOutput {
     out: mpsc::Sender<PackagerInput>,
+    shared: Arc<TranscoderShared>,
+    rung: usize,
+    /// After a restart: output starts at the first segment start after this PTS (the last one
+    /// this rendition emitted before the failure).
+    resume_after: Option<i64>,
+    /// Set when this incarnation is replaced: its late output must not reach the packager.
+    stop: Arc<AtomicBool>,
     stats: Arc<IngestStats>,
     fps: f64,
     kbps: u32,
@@ -730,6 +805,9 @@ impl RenditionOutput {
     }
 
     fn emit(&mut self, e: codec::Encoded) {
+        if self.stop.load(Ordering::Acquire) {
+            return;
+        }
         let pts = e.frame.pts_90k();
         let mut segment_start = false;
         while self.boundaries.front().is_some_and(|b| *b <= pts) {
@@ -738,6 +816,12 @@ impl RenditionOutput {
         if let Some(cfg) = e.new_config {
             self.video = Some(cfg);
             self.send_config();
+        }
+        if let Some(after) = self.resume_after {
+            if !segment_start || pts <= after {
+                return; // already delivered, or inside the segment the failure interrupted
+            }
+            self.resume_after = None;
         }
         if self.need_boundary && !segment_start {
             count_drop(
@@ -751,12 +835,21 @@ impl RenditionOutput {
             frame: e.frame,
             segment_start,
         };
-        if let Err(mpsc::error::TrySendError::Full(_)) = self.out.try_send(item) {
-            self.need_boundary = true;
-            count_drop(
-                &self.stats,
-                "packager behind: rendition waits for its next segment",
-            );
+        match self.out.try_send(item) {
+            Ok(()) if segment_start => {
+                if let Some(e) = self.shared.emitted.get(self.rung) {
+                    e.store(pts, Ordering::Release);
+                }
+            }
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.need_boundary = true;
+                count_drop(
+                    &self.stats,
+                    "packager behind: rendition waits for its next segment",
+                );
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
         }
     }
 

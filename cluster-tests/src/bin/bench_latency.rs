@@ -3,8 +3,8 @@
 //! Publishes a pre-encoded FLV file (made by `scripts/bench-latency` with ffmpeg) over RTMP at
 //! real-time pace, using rml_rtmp's client session, and records when each video frame was
 //! written to the socket. Meanwhile it follows the stream like a player:
-//! - LL-HLS (CMAF): blocking playlist reloads (`_HLS_msn`/`_HLS_part`) on the `source`
-//!   rendition, fetching each new part; a part's frames are read from its `tfdt`/`trun`.
+//! - LL-HLS (CMAF): blocking playlist reloads (`_HLS_msn`/`_HLS_part`) on the `--rendition`
+//!   rendition (default `source`), fetching each new part; a part's frames are read from its `tfdt`/`trun`.
 //! - HLS (MPEG-TS): playlist polling every 20 ms, fetching each new segment; a segment's frames
 //!   are the span of its EXTINF from the stream start.
 //!
@@ -145,11 +145,12 @@ fn latencies(sent: &Sent, spans: &[(u64, u64, Instant)], from: Option<Instant>) 
 async fn follow_cmaf(
     http: reqwest::Client,
     base: String,
+    rendition: String,
     until: Instant,
 ) -> Vec<(u64, u64, Instant)> {
     let mut spans = Vec::new();
     let mut seen = std::collections::HashSet::new();
-    let url = format!("{base}/source/index.m3u8");
+    let url = format!("{base}/{rendition}/index.m3u8");
     let mut next: Option<(u64, u64)> = None;
     while Instant::now() < until {
         let q = match next {
@@ -186,7 +187,7 @@ async fn follow_cmaf(
                 };
                 last = Some((m, p));
                 if seen.insert(uri.to_owned()) {
-                    if let Ok(pr) = http.get(format!("{base}/source/{uri}")).send().await {
+                    if let Ok(pr) = http.get(format!("{base}/{rendition}/{uri}")).send().await {
                         if let Ok(body) = pr.bytes().await {
                             let at = Instant::now();
                             if let Some((t, d)) = part_span(&body) {
@@ -208,12 +209,13 @@ async fn follow_cmaf(
 async fn follow_ts(
     http: reqwest::Client,
     base: String,
+    rendition: String,
     until: Instant,
 ) -> Vec<(u64, u64, Instant)> {
     let mut spans = Vec::new();
     let mut starts: HashMap<u64, u64> = HashMap::new();
     starts.insert(0, 0);
-    let url = format!("{base}/source/index.m3u8");
+    let url = format!("{base}/{rendition}/index.m3u8");
     while Instant::now() < until {
         let Ok(r) = http.get(&url).send().await else {
             continue;
@@ -247,7 +249,7 @@ async fn follow_ts(
                     continue; // already fetched
                 }
                 if http
-                    .get(format!("{base}/source/{line}"))
+                    .get(format!("{base}/{rendition}/{line}"))
                     .send()
                     .await
                     .is_ok_and(|r| r.status().is_success())
@@ -297,6 +299,8 @@ async fn main() -> anyhow::Result<()> {
     let http_base = arg("--http")?; // http://127.0.0.1:8080
     let stream = arg("--stream")?;
     let flv = arg("--flv")?;
+    // The rendition followed (default `source`; a ladder rung measures the transcoder's latency).
+    let rendition = arg("--rendition").unwrap_or_else(|_| "source".to_owned());
     let tags = read_flv(&flv)?;
     let media_secs = tags.last().map_or(0, |t| t.timestamp_ms) as f64 / 1000.0;
 
@@ -366,17 +370,22 @@ async fn main() -> anyhow::Result<()> {
     let first_ll = tokio::spawn(first_playable(
         http.clone(),
         format!("{cmaf_base}/master.m3u8"),
-        format!("{cmaf_base}/source/index.m3u8"),
+        format!("{cmaf_base}/{rendition}/index.m3u8"),
         t0,
     ));
     let first_hls = tokio::spawn(first_playable(
         http.clone(),
         format!("{hls_base}/master.m3u8"),
-        format!("{hls_base}/source/index.m3u8"),
+        format!("{hls_base}/{rendition}/index.m3u8"),
         t0,
     ));
-    let cmaf = tokio::spawn(follow_cmaf(http.clone(), cmaf_base, until));
-    let ts = tokio::spawn(follow_ts(http.clone(), hls_base, until));
+    let cmaf = tokio::spawn(follow_cmaf(
+        http.clone(),
+        cmaf_base,
+        rendition.clone(),
+        until,
+    ));
+    let ts = tokio::spawn(follow_ts(http.clone(), hls_base, rendition.clone(), until));
 
     // Drain the server's bytes (acks) in the background so its writes never block.
     let (mut rd, mut wr) = sock.into_split();
@@ -423,17 +432,19 @@ async fn main() -> anyhow::Result<()> {
     let mut hls = latencies(&sent, &ts_spans, None);
     let mut ll_steady = latencies(&sent, &cmaf_spans, after(first_ll));
     let mut hls_steady = latencies(&sent, &ts_spans, after(first_hls));
+    let followed = json!({
+        "ll_hls_part": {"frames": ll.len(), "p50_ms": percentile(&mut ll, 0.5), "p95_ms": percentile(&mut ll, 0.95), "parts": cmaf_spans.len(),
+            "steady": {"frames": ll_steady.len(), "p50_ms": percentile(&mut ll_steady, 0.5), "p95_ms": percentile(&mut ll_steady, 0.95)}},
+        "hls_ts_segment": {"frames": hls.len(), "p50_ms": percentile(&mut hls, 0.5), "p95_ms": percentile(&mut hls, 0.95), "segments": ts_spans.len(),
+            "steady": {"frames": hls_steady.len(), "p50_ms": percentile(&mut hls_steady, 0.5), "p95_ms": percentile(&mut hls_steady, 0.95)}},
+    });
+    let mut renditions = serde_json::Map::new();
+    renditions.insert(rendition.clone(), followed);
     let out = json!({
         "bench": "latency",
+        "rendition": rendition,
         "source": {"file": flv, "media_seconds": media_secs, "video_frames": sent.lock().unwrap().len()},
-        "renditions": {
-            "source": {
-                "ll_hls_part": {"frames": ll.len(), "p50_ms": percentile(&mut ll, 0.5), "p95_ms": percentile(&mut ll, 0.95), "parts": cmaf_spans.len(),
-                    "steady": {"frames": ll_steady.len(), "p50_ms": percentile(&mut ll_steady, 0.5), "p95_ms": percentile(&mut ll_steady, 0.95)}},
-                "hls_ts_segment": {"frames": hls.len(), "p50_ms": percentile(&mut hls, 0.5), "p95_ms": percentile(&mut hls, 0.95), "segments": ts_spans.len(),
-                    "steady": {"frames": hls_steady.len(), "p50_ms": percentile(&mut hls_steady, 0.5), "p95_ms": percentile(&mut hls_steady, 0.95)}},
-            }
-        },
+        "renditions": renditions,
         "first_playable_ms": {"ll_hls": first_ll, "hls_ts": first_hls},
         "note": "latency = part/segment fully fetched by a client - frame written to the RTMP socket; 'steady' leaves out frames written before the first playable playlist",
     });

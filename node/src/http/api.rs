@@ -148,11 +148,14 @@ fn stream_json(app: &App, rec: &StreamRecord) -> Value {
         .store
         .get(&rec.stream)
         .filter(|m| m.epoch.0 == rec.epoch)
-        .map(|m| {
-            m.ts_tracks()
+        .map(|m| match m.video_renditions() {
+            // The decided set, in master-playlist order.
+            Some(ids) => ids.iter().map(ToString::to_string).collect(),
+            None => m
+                .ts_tracks()
                 .iter()
                 .map(|t| t.rendition.to_string())
-                .collect()
+                .collect(),
         })
         .unwrap_or_default();
     json!({
