@@ -83,7 +83,7 @@ impl Default for TranscodeSettings {
             preset: "veryfast".into(),
             tune: "zerolatency".into(),
             encoder_threads: 0,
-            queue_frames: 8,
+            queue_frames: 15,
             boundary_wait: Duration::from_secs(1),
             hang_timeout: Duration::from_millis(1000),
             max_restarts: 3,
