@@ -177,6 +177,10 @@ impl BlockingRequest {
                 n.saturating_sub(last_part)
             }
             Some((last_msn, None)) if self.msn == last_msn => 0,
+            // The playlist lists nothing yet and M is older than the segment in progress
+            // (MSN `media_sequence`): that media is gone, which `is_satisfied_by` answers at
+            // once, so it is not ahead at all (found by the hls_query fuzz target).
+            None if self.msn < p.media_sequence => 0,
             _ => n.saturating_add(1),
         };
         // ahead > 3 / part_target  <=>  ahead * part_target_ms > 3000, in integers.
@@ -420,6 +424,11 @@ mod tests {
         assert!(req(13, Some(12)).check_advance(&p).is_err());
         // Past media is never too far ahead; an ended playlist ignores the directives.
         assert_eq!(req(11, Some(1_000)).check_advance(&p), Ok(()));
+        // Not even when the playlist lists nothing yet (fuzz-regressions/hls_query-*).
+        let empty = MediaPlaylist::new(9, 2, 20);
+        assert!(req(19, Some(9)).is_satisfied_by(&empty));
+        assert_eq!(req(19, Some(9)).check_advance(&empty), Ok(()));
+        assert!(req(20, Some(9)).check_advance(&empty).is_err());
         let mut ended = p.clone();
         ended.trailing_parts.clear();
         ended.ended = true;

@@ -1,0 +1,4 @@
+//! Fuzz target `avc_config`: see `hivecast_proto_fuzz::checks::avc_config` for what it feeds and checks.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| hivecast_proto_fuzz::checks::avc_config(data));

@@ -1,0 +1,614 @@
+//! The seed-corpus tool behind `scripts/fuzz-corpus`.
+//!
+//! - `fuzz-corpus free-port`: prints a free TCP port on 127.0.0.1.
+//! - `fuzz-corpus proxy LISTEN UPSTREAM OUT`: accepts one connection on LISTEN (127.0.0.1),
+//!   relays it to UPSTREAM both ways, and records every client->server read into OUT as
+//!   `len:u32 BE` + bytes, so read boundaries are kept. Exits when both directions close.
+//! - `fuzz-corpus extract OUT_DIR NAME=CAPTURE... [--flv NAME=FILE...]`: derives seeds for
+//!   every target from recorded publisher sessions (and from FLV files), writes them as
+//!   `OUT_DIR/<target>/<name>-<what>`, and replays the session seeds through the
+//!   `rtmp_session` driver to show they reach the media path.
+//!
+//! Captures are trusted input written by the proxy; this tool still reports malformed ones
+//! as errors instead of panicking.
+
+use std::collections::BTreeMap;
+use std::error::Error;
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::thread;
+
+use bytes::Bytes;
+use hivecast_proto::codec::aac::AacConfig;
+use hivecast_proto::codec::h264::{self, AvcConfig};
+use hivecast_proto::flv::file::{FlvFileReader, TAG_AUDIO, TAG_VIDEO};
+use hivecast_proto::flv::{self, FlvAudio, FlvVideo};
+use hivecast_proto::rtmp::RtmpLimits;
+use hivecast_proto_fuzz::formats;
+use hivecast_proto_fuzz::session::{self, Op, Script, FLAG_SMALL_FEEDS};
+use hivecast_proto_fuzz::wire::{msg_type, HANDSHAKE_LEN};
+
+type Result<T> = std::result::Result<T, Box<dyn Error>>;
+
+/// Post-handshake bytes kept in a raw session seed: connect..publish, metadata, both
+/// sequence headers, the first audio frames and the start of the first keyframe fit (about
+/// 1.5 KiB precede the media); more media only slows every execution down.
+const RAW_SESSION_BUDGET: usize = 6 * 1024;
+/// Media messages kept in a structured session seed, and the largest body among them
+/// (bigger ones, the keyframes, are skipped: the session code does not look inside them).
+const STRUCTURED_MEDIA: usize = 10;
+const MAX_STRUCTURED_BODY: usize = 2 * 1024;
+/// Largest video frame used as a seed on its own.
+const MAX_FRAME_SEED: usize = 16 * 1024;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("free-port") => free_port(),
+        Some("proxy") if args.len() == 4 => proxy(&args[1], &args[2], Path::new(&args[3])),
+        Some("extract") if args.len() >= 3 => extract(&args[1..]),
+        _ => Err(
+            "usage: fuzz-corpus free-port | proxy LISTEN UPSTREAM OUT | \
+                  extract OUT_DIR NAME=CAPTURE... [--flv NAME=FILE...]"
+                .into(),
+        ),
+    };
+    if let Err(e) = result {
+        eprintln!("fuzz-corpus: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn free_port() -> Result<()> {
+    let l = TcpListener::bind("127.0.0.1:0")?;
+    println!("{}", l.local_addr()?.port());
+    Ok(())
+}
+
+fn proxy(listen: &str, upstream: &str, out: &Path) -> Result<()> {
+    let listener = TcpListener::bind(listen)?;
+    eprintln!(
+        "fuzz-corpus: proxy {} -> {upstream}",
+        listener.local_addr()?
+    );
+    let (client, _) = listener.accept()?;
+    let server = TcpStream::connect(upstream)?;
+    let mut file = fs::File::create(out)?;
+    let (mut c_read, mut s_write) = (client.try_clone()?, server.try_clone()?);
+    let (mut s_read, mut c_write) = (server, client);
+    let back = thread::spawn(move || {
+        let _ = std::io::copy(&mut s_read, &mut c_write);
+        let _ = c_write.shutdown(Shutdown::Write);
+    });
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total = 0usize;
+    loop {
+        let n = match c_read.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        file.write_all(&(n as u32).to_be_bytes())?;
+        file.write_all(&buf[..n])?;
+        total += n;
+        if s_write.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = s_write.shutdown(Shutdown::Write);
+    let _ = back.join();
+    file.flush()?;
+    eprintln!(
+        "fuzz-corpus: recorded {total} client bytes into {}",
+        out.display()
+    );
+    Ok(())
+}
+
+/// The client->server reads of a capture file.
+fn read_capture(path: &Path) -> Result<Vec<Vec<u8>>> {
+    let data = fs::read(path)?;
+    let mut reads = Vec::new();
+    let mut rest = &data[..];
+    while !rest.is_empty() {
+        let (len, tail) = rest
+            .split_first_chunk::<4>()
+            .ok_or("capture: truncated length")?;
+        let n = u32::from_be_bytes(*len) as usize;
+        let read = tail.get(..n).ok_or("capture: truncated read")?;
+        reads.push(read.to_vec());
+        rest = &tail[n..];
+    }
+    Ok(reads)
+}
+
+/// One reassembled RTMP message of a capture.
+#[derive(Debug, Clone)]
+struct Msg {
+    type_id: u8,
+    msid: u32,
+    timestamp: u32,
+    body: Vec<u8>,
+}
+
+/// A plain RTMP dechunker (RTMP 5.3) for well-formed captures.
+fn dechunk(stream: &[u8]) -> Result<Vec<Msg>> {
+    #[derive(Clone, Default)]
+    struct Cs {
+        ts: u32,
+        delta: u32,
+        len: u32,
+        type_id: u8,
+        msid: u32,
+        ext: bool,
+        body: Vec<u8>,
+    }
+    let mut streams: BTreeMap<u32, Cs> = BTreeMap::new();
+    let mut chunk_size = 128usize;
+    let mut out = Vec::new();
+    let mut pos = 0usize;
+    let need = |pos: usize, n: usize| -> Result<&[u8]> {
+        stream.get(pos..pos + n).ok_or_else(|| "eof".into())
+    };
+    while pos < stream.len() {
+        let Ok(b0) = need(pos, 1) else { break };
+        let fmt = b0[0] >> 6;
+        let (csid, basic) = match b0[0] & 0x3f {
+            0 => match need(pos + 1, 1) {
+                Ok(b) => (64 + u32::from(b[0]), 2),
+                Err(_) => break,
+            },
+            1 => match need(pos + 1, 2) {
+                Ok(b) => (64 + u32::from(b[0]) + 256 * u32::from(b[1]), 3),
+                Err(_) => break,
+            },
+            c => (u32::from(c), 1),
+        };
+        let mh = [11, 7, 3, 0][usize::from(fmt)];
+        let Ok(h) = need(pos + basic, mh) else { break };
+        let h = h.to_vec();
+        let cs = streams.entry(csid).or_default();
+        let u24 = |b: &[u8]| (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        let new_message = cs.body.is_empty();
+        if fmt <= 2 {
+            let t = u24(&h[0..3]);
+            cs.ext = t == 0xff_ffff;
+            if fmt == 0 {
+                cs.ts = t;
+                cs.delta = 0;
+            } else {
+                cs.delta = t;
+            }
+        }
+        if fmt <= 1 {
+            cs.len = u24(&h[3..6]);
+            cs.type_id = h[6];
+        }
+        if fmt == 0 {
+            cs.msid = u32::from_le_bytes([h[7], h[8], h[9], h[10]]);
+        }
+        let mut p = pos + basic + mh;
+        if cs.ext {
+            let Ok(e) = need(p, 4) else { break };
+            let e = u32::from_be_bytes([e[0], e[1], e[2], e[3]]);
+            if fmt == 0 {
+                cs.ts = e;
+            } else if fmt <= 2 {
+                cs.delta = e;
+            }
+            p += 4;
+        }
+        if new_message && fmt != 0 {
+            cs.ts = cs.ts.wrapping_add(cs.delta);
+        }
+        let left = cs.len as usize - cs.body.len();
+        let n = left.min(chunk_size);
+        let Ok(piece) = need(p, n) else { break };
+        cs.body.extend_from_slice(piece);
+        pos = p + n;
+        if cs.body.len() == cs.len as usize {
+            let body = std::mem::take(&mut cs.body);
+            if cs.type_id == msg_type::SET_CHUNK_SIZE {
+                let b = body.get(..4).ok_or("short SetChunkSize")?;
+                chunk_size = (u32::from_be_bytes([b[0], b[1], b[2], b[3]]) & 0x7fff_ffff) as usize;
+            }
+            out.push(Msg {
+                type_id: cs.type_id,
+                msid: cs.msid,
+                timestamp: cs.ts,
+                body,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// AMF0 string at the start of `body`, if any.
+fn amf_string(body: &[u8]) -> Option<&[u8]> {
+    let (&marker, rest) = body.split_first()?;
+    if marker != 2 {
+        return None;
+    }
+    let (len, rest) = rest.split_first_chunk::<2>()?;
+    rest.get(..usize::from(u16::from_be_bytes(*len)))
+}
+
+/// The string value of the `publish` command (the stream key) or of `connect`'s `app`.
+fn command_arg(body: &[u8], name: &[u8]) -> Option<Vec<u8>> {
+    match name {
+        b"publish" => {
+            // "publish", txid (9 bytes), null, then the key string.
+            let at = 3 + 7 + 9 + 1;
+            amf_string(body.get(at..)?).map(<[u8]>::to_vec)
+        }
+        _ => {
+            // connect: find the "app" property.
+            let i = body.windows(5).position(|w| w == b"\x00\x03app")?;
+            amf_string(&body[i + 5..]).map(<[u8]>::to_vec)
+        }
+    }
+}
+
+/// Seeds collected per target.
+#[derive(Default)]
+struct Seeds {
+    by_target: BTreeMap<&'static str, Vec<(String, Vec<u8>)>>,
+}
+
+impl Seeds {
+    fn add(&mut self, target: &'static str, name: String, data: Vec<u8>) {
+        let list = self.by_target.entry(target).or_default();
+        if !list.iter().any(|(_, d)| *d == data) {
+            list.push((name, data));
+        }
+    }
+
+    fn write(&self, dir: &Path) -> Result<()> {
+        for (target, seeds) in &self.by_target {
+            let d = dir.join(target);
+            fs::create_dir_all(&d)?;
+            for (name, data) in seeds {
+                fs::write(d.join(name), data)?;
+            }
+            let bytes: usize = seeds.iter().map(|(_, d)| d.len()).sum();
+            println!("{target}: {} seeds, {bytes} bytes", seeds.len());
+        }
+        Ok(())
+    }
+}
+
+/// Media bodies found in a source, in order.
+#[derive(Default)]
+struct Media {
+    /// (type, timestamp, body) of audio/video messages.
+    tags: Vec<(u8, u32, Vec<u8>)>,
+}
+
+/// Seeds for the FLV and codec targets from media bodies.
+fn media_seeds(seeds: &mut Seeds, name: &str, media: &Media) {
+    let mut nal_length_size = 4;
+    let mut frames = 0usize;
+    let mut audio_frames = 0usize;
+    let mut keyframe_done = false;
+    for (type_id, _, body) in &media.tags {
+        let payload = Bytes::copy_from_slice(body);
+        if *type_id == msg_type::VIDEO {
+            match flv::parse_video(&payload) {
+                Ok(FlvVideo::SequenceHeader(record)) => {
+                    seeds.add("flv_video", format!("{name}-seqhdr"), body.clone());
+                    seeds.add("avc_config", format!("{name}-avcc"), record.to_vec());
+                    if let Ok(cfg) = AvcConfig::parse(record) {
+                        nal_length_size = cfg.nal_length_size;
+                        if let Some(pps) = cfg.pps.first() {
+                            seeds.add(
+                                "sps",
+                                format!("{name}-sps-pps"),
+                                formats::join_sps(&cfg.sps[0], pps),
+                            );
+                        }
+                    }
+                }
+                Ok(FlvVideo::Frame { keyframe, data, .. }) => {
+                    let small = body.len() <= MAX_FRAME_SEED;
+                    if keyframe && !keyframe_done && small {
+                        keyframe_done = true;
+                        seeds.add("flv_video", format!("{name}-keyframe"), body.clone());
+                        frame_seeds(seeds, &format!("{name}-keyframe"), &data, nal_length_size);
+                    } else if !keyframe && frames < 3 && small {
+                        frames += 1;
+                        seeds.add("flv_video", format!("{name}-frame{frames}"), body.clone());
+                        frame_seeds(
+                            seeds,
+                            &format!("{name}-frame{frames}"),
+                            &data,
+                            nal_length_size,
+                        );
+                    }
+                }
+                Ok(FlvVideo::EndOfSequence) => {
+                    seeds.add("flv_video", format!("{name}-eos"), body.clone());
+                }
+                Err(_) => {}
+            }
+        } else if *type_id == msg_type::AUDIO {
+            match flv::parse_audio(&payload) {
+                Ok(FlvAudio::SequenceHeader(asc)) => {
+                    seeds.add("flv_audio", format!("{name}-seqhdr"), body.clone());
+                    if AacConfig::parse(asc.clone()).is_ok() {
+                        seeds.add(
+                            "aac_config",
+                            format!("{name}-asc"),
+                            formats::join_aac(371, &asc),
+                        );
+                    }
+                }
+                Ok(FlvAudio::Frame(_)) if audio_frames < 2 => {
+                    audio_frames += 1;
+                    seeds.add(
+                        "flv_audio",
+                        format!("{name}-frame{audio_frames}"),
+                        body.clone(),
+                    );
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// `h264_frames` seeds: the access unit as sent, and re-prefixed with 2- and 1-byte lengths
+/// when its NAL units fit.
+fn frame_seeds(seeds: &mut Seeds, name: &str, au: &[u8], nal_length_size: u8) {
+    seeds.add(
+        "h264_frames",
+        format!("{name}-avcc{nal_length_size}"),
+        formats::join_frames(nal_length_size, au),
+    );
+    let Ok(nalus) =
+        h264::avcc_nalus(au, nal_length_size).collect::<std::result::Result<Vec<_>, _>>()
+    else {
+        return;
+    };
+    for size in [2u8, 1] {
+        if size == nal_length_size || nalus.iter().any(|n| n.len() >= 1 << (8 * u32::from(size))) {
+            continue;
+        }
+        let mut out = Vec::new();
+        for n in &nalus {
+            out.extend_from_slice(&(n.len() as u32).to_be_bytes()[4 - usize::from(size)..]);
+            out.extend_from_slice(n);
+        }
+        seeds.add(
+            "h264_frames",
+            format!("{name}-avcc{size}"),
+            formats::join_frames(size, &out),
+        );
+    }
+}
+
+/// Seeds from one recorded publisher session.
+fn capture_seeds(seeds: &mut Seeds, name: &str, reads: &[Vec<u8>]) -> Result<()> {
+    let stream: Vec<u8> = reads.concat();
+    if stream.len() < HANDSHAKE_LEN || stream[0] != 3 {
+        return Err(format!("{name}: no RTMP handshake in the capture").into());
+    }
+    let end = (HANDSHAKE_LEN + 1024).min(stream.len());
+    seeds.add(
+        "rtmp_handshake",
+        format!("{name}-c0c1c2"),
+        stream[..HANDSHAKE_LEN].to_vec(),
+    );
+    seeds.add(
+        "rtmp_handshake",
+        format!("{name}-c0c1c2-connect"),
+        stream[..end].to_vec(),
+    );
+
+    // The reads after the handshake, as the client split them, within the budget.
+    let mut post = Vec::new();
+    let mut offset = 0usize;
+    let mut budget = RAW_SESSION_BUDGET;
+    for r in reads {
+        let skip = HANDSHAKE_LEN.saturating_sub(offset).min(r.len());
+        offset += r.len();
+        let mut rest = &r[skip..];
+        while !rest.is_empty() && budget > 0 {
+            let n = rest.len().min(0xffff).min(budget);
+            post.push(&rest[..n]);
+            rest = &rest[n..];
+            budget -= n;
+        }
+    }
+    let raw = Script {
+        flags: 0,
+        ops: post.iter().map(|r| Op::Raw(r)).collect(),
+    };
+    seeds.add("rtmp_session", format!("{name}-raw"), raw.encode());
+    let mut small = raw.clone();
+    small.flags = FLAG_SMALL_FEEDS | (15 << 4);
+    seeds.add(
+        "rtmp_session",
+        format!("{name}-raw-16b-reads"),
+        small.encode(),
+    );
+
+    let messages = dechunk(&stream[HANDSHAKE_LEN..])?;
+    let mut media = Media::default();
+    let mut app = b"live".to_vec();
+    let mut key = b"key".to_vec();
+    let mut ops_media = Vec::new();
+    for m in &messages {
+        match m.type_id {
+            msg_type::AMF0_COMMAND | msg_type::AMF3_COMMAND => {
+                let cmd = amf_string(&m.body).unwrap_or_default();
+                let selector = if m.msid == 0 { 0 } else { 4 };
+                let what =
+                    String::from_utf8_lossy(cmd).replace(|c: char| !c.is_ascii_alphanumeric(), "_");
+                seeds.add(
+                    "amf0",
+                    format!("{name}-{what}"),
+                    formats::join_amf(selector, &m.body),
+                );
+                if cmd == b"connect" {
+                    app = command_arg(&m.body, b"connect").unwrap_or(app);
+                } else if cmd == b"publish" {
+                    key = command_arg(&m.body, b"publish").unwrap_or(key);
+                }
+            }
+            msg_type::AMF0_DATA | msg_type::AMF3_DATA => {
+                seeds.add(
+                    "amf0",
+                    format!("{name}-data"),
+                    formats::join_amf(5, &m.body),
+                );
+            }
+            msg_type::VIDEO | msg_type::AUDIO => {
+                media.tags.push((m.type_id, m.timestamp, m.body.clone()));
+            }
+            _ => {}
+        }
+    }
+    media_seeds(seeds, name, &media);
+
+    // A structured seed: the same session as ops, media bodies as they were sent.
+    let small_media = media
+        .tags
+        .iter()
+        .filter(|(_, _, body)| body.len() <= MAX_STRUCTURED_BODY);
+    for (type_id, ts, body) in small_media.take(STRUCTURED_MEDIA) {
+        ops_media.push(if *type_id == msg_type::VIDEO {
+            Op::Video(*ts, body)
+        } else {
+            Op::Audio(*ts, body)
+        });
+    }
+    let mut ops = vec![
+        Op::SetChunkSize(4096),
+        Op::Connect(&app),
+        Op::CreateStream,
+        Op::Publish(&key),
+        Op::Metadata(&[]),
+    ];
+    ops.extend(ops_media);
+    ops.push(Op::Unpublish);
+    let structured = Script { flags: 0, ops };
+    seeds.add(
+        "rtmp_session",
+        format!("{name}-structured"),
+        structured.encode(),
+    );
+
+    for (label, script) in [("raw", &raw), ("structured", &structured)] {
+        let d = session::run(script, RtmpLimits::default());
+        println!(
+            "{name} {label} session replay: error {:?}, {:?}",
+            d.error, d.stats
+        );
+        if d.error.is_some() || d.stats.video == 0 || d.stats.avc_configs == 0 {
+            return Err(
+                format!("{name}: the {label} session seed does not reach the media").into(),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Seeds from an FLV file (tag bodies are what RTMP media messages carry).
+fn flv_seeds(seeds: &mut Seeds, name: &str, path: &Path) -> Result<()> {
+    let reader = FlvFileReader::new(Bytes::from(fs::read(path)?))?;
+    let mut media = Media::default();
+    for tag in reader {
+        let tag = tag?;
+        let type_id = match tag.tag_type {
+            TAG_VIDEO => msg_type::VIDEO,
+            TAG_AUDIO => msg_type::AUDIO,
+            _ => continue,
+        };
+        media
+            .tags
+            .push((type_id, tag.timestamp_ms, tag.data.to_vec()));
+    }
+    media_seeds(seeds, name, &media);
+    Ok(())
+}
+
+/// Delivery directive queries as players send them (RFC 8216bis 6.2.5, hls.js and AVPlayer
+/// forms), with playlist shapes that make each decision path reachable.
+fn hls_seeds(seeds: &mut Seeds) {
+    // flags: bit0 ended, bit1 part-inf, bits 2-3 segments, bits 4-6 trailing parts.
+    let live = [0b0011_1110, 4, 0, 0, 0, 0, 0, 10];
+    let no_parts = [0b0000_1100, 0, 0, 0, 0, 0, 0, 10];
+    let ended = [0b0000_1111, 4, 0, 0, 0, 0, 0, 10];
+    for (i, (shape, q)) in [
+        (live, "_HLS_msn=13&_HLS_part=2"),
+        (live, "?_HLS_msn=12&_HLS_part=3&_HLS_skip=YES"),
+        (live, "_HLS_msn=13"),
+        (live, "_HLS_msn=14&_HLS_part=0"),
+        (live, "_HLS_skip=v2"),
+        (no_parts, "_HLS_msn=11"),
+        (no_parts, "token=abc&_HLS_msn=12&CMCD=br%3D3200"),
+        (ended, "_HLS_msn=99&_HLS_part=9"),
+        (live, "_HLS_part=1"),
+        (
+            live,
+            "_HLS_msn=18446744073709551615&_HLS_part=18446744073709551615",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        seeds.add(
+            "hls_query",
+            format!("spec-{i}"),
+            formats::join_hls(shape, q),
+        );
+    }
+}
+
+/// AudioSpecificConfigs no capture here has (every encoder above writes AAC-LC), built from
+/// 14496-3 1.6.2.1: explicit HE-AAC (object type 5, SBR) and HE-AACv2 (29, PS) over an LC
+/// core, an escaped object type (31 -> 32 + 6 bits), and an explicit 24-bit frequency.
+fn aac_seeds(seeds: &mut Seeds) -> Result<()> {
+    for (name, asc) in [
+        // 5 | 24 kHz (6) | stereo | ext 48 kHz (3) | core 2 (LC)
+        ("he-aac-explicit", &[0x2b, 0x11, 0x88][..]),
+        // 29 | 24 kHz | mono | ext 48 kHz | core 2
+        ("he-aac-v2-explicit", &[0xeb, 0x09, 0x88]),
+        // 31 + 6 bits (object type 42, USAC) | 48 kHz | stereo
+        ("escaped-object-type", &[0xf9, 0x46, 0x40]),
+        // 2 | index 15 + 24-bit 44100 | mono
+        ("explicit-frequency", &[0x17, 0x80, 0x56, 0x22, 0x08]),
+    ] {
+        let cfg = AacConfig::parse(Bytes::copy_from_slice(asc))
+            .map_err(|e| format!("synthetic ASC {name}: {e}"))?;
+        println!("synthetic ASC {name}: {}", cfg.codec_string());
+        seeds.add(
+            "aac_config",
+            format!("synthetic-{name}"),
+            formats::join_aac(371, asc),
+        );
+    }
+    Ok(())
+}
+
+fn extract(args: &[String]) -> Result<()> {
+    let out = PathBuf::from(&args[0]);
+    let mut seeds = Seeds::default();
+    let mut flv = false;
+    for a in &args[1..] {
+        if a == "--flv" {
+            flv = true;
+            continue;
+        }
+        let (name, path) = a.split_once('=').ok_or("expected NAME=PATH")?;
+        if flv {
+            flv_seeds(&mut seeds, name, Path::new(path))?;
+        } else {
+            capture_seeds(&mut seeds, name, &read_capture(Path::new(path))?)?;
+        }
+    }
+    hls_seeds(&mut seeds);
+    aac_seeds(&mut seeds)?;
+    seeds.write(&out)
+}
