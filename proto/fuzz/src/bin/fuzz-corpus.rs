@@ -259,9 +259,17 @@ struct Seeds {
 impl Seeds {
     fn add(&mut self, target: &'static str, name: String, data: Vec<u8>) {
         let list = self.by_target.entry(target).or_default();
-        if !list.iter().any(|(_, d)| *d == data) {
-            list.push((name, data));
+        if list.iter().any(|(_, d)| *d == data) {
+            return;
         }
+        // Distinct seeds with the same label (two data messages, say) get a suffix.
+        let mut unique = name.clone();
+        let mut n = 1;
+        while list.iter().any(|(existing, _)| *existing == unique) {
+            n += 1;
+            unique = format!("{name}-{n}");
+        }
+        list.push((unique, data));
     }
 
     fn write(&self, dir: &Path) -> Result<()> {
