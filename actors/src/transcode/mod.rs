@@ -179,11 +179,6 @@ impl TranscoderShared {
         self.fault.store(v, Ordering::SeqCst);
     }
 
-    /// The renditions being produced, once the source's size is known.
-    pub fn plan(&self) -> Option<Vec<RenditionPlan>> {
-        self.lock().plan.clone()
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, Learned> {
         self.learned.lock().unwrap_or_else(|e| e.into_inner())
     }
