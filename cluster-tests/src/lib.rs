@@ -224,6 +224,23 @@ pub struct NodeOpts {
     /// merged over the embedded default by figment, which replaces arrays: a `[[transcode.ladder]]`
     /// given here replaces the default ladder, it is not appended to it.
     pub extra_toml: String,
+    /// `node.region`.
+    pub region: String,
+    /// The `[cluster]` section, when this node is part of a test cluster.
+    pub cluster: Option<ClusterOpts>,
+}
+
+/// A node's `[cluster]` section in a test cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterOpts {
+    /// `cluster.listen` port (UDP, 127.0.0.1).
+    pub quic_port: u16,
+    /// `cluster.seeds` ports (127.0.0.1); the first one starts the cluster.
+    pub seeds: Vec<u16>,
+    /// `cluster.tls_dir`, shared by the test cluster's nodes.
+    pub tls_dir: PathBuf,
+    /// `cluster.dead_after_ms`.
+    pub dead_after_ms: u64,
 }
 
 impl Default for NodeOpts {
@@ -240,7 +257,139 @@ impl Default for NodeOpts {
             media_timeout_ms: 5000,
             ended_retention_ms: 30000,
             extra_toml: String::new(),
+            region: "local".into(),
+            cluster: None,
         }
+    }
+}
+
+fn cluster_toml(c: &ClusterOpts) -> String {
+    let seeds: Vec<String> = c
+        .seeds
+        .iter()
+        .map(|p| format!("\"127.0.0.1:{p}\""))
+        .collect();
+    format!(
+        "[cluster]\nlisten = \"127.0.0.1:{port}\"\nseeds = [{seeds}]\ntls_dir = {tls}\n\
+         dead_after_ms = {dead}\n",
+        port = c.quic_port,
+        seeds = seeds.join(", "),
+        tls = toml_str(&c.tls_dir.to_string_lossy()),
+        dead = c.dead_after_ms,
+    )
+}
+
+/// A free UDP port on 127.0.0.1 (for a node's QUIC listener).
+pub fn free_udp_port() -> u16 {
+    loop {
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind udp 127.0.0.1:0");
+        let port = sock.local_addr().expect("local_addr").port();
+        let mut handed = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+        if !handed.contains(&port) {
+            handed.push(port);
+            return port;
+        }
+    }
+}
+
+/// Several nodes forming one cluster on loopback, sharing a cluster certificate directory.
+pub struct TestCluster {
+    /// The nodes, in seed order (`nodes[0]` is the first seed).
+    pub nodes: Vec<Node>,
+    shared: tempfile::TempDir,
+    seeds: Vec<u16>,
+}
+
+impl TestCluster {
+    /// Starts `regions.len()` nodes (`node1`, `node2`, ... in those regions) at once; each is
+    /// ready (`/readyz`) when this returns. `tweak` may adjust each node's options.
+    pub async fn start(regions: &[&str], tweak: impl Fn(usize, &mut NodeOpts)) -> TestCluster {
+        let shared = tempfile::Builder::new()
+            .prefix("hivecast-cluster-")
+            .tempdir()
+            .expect("tempdir");
+        let seeds: Vec<u16> = regions.iter().map(|_| free_udp_port()).collect();
+        let starts = regions.iter().enumerate().map(|(i, region)| {
+            let mut o = NodeOpts {
+                node_id: format!("node{}", i + 1),
+                region: (*region).to_owned(),
+                cluster: Some(ClusterOpts {
+                    quic_port: seeds[i],
+                    seeds: seeds.clone(),
+                    tls_dir: shared.path().join("tls"),
+                    dead_after_ms: 1500,
+                }),
+                ..NodeOpts::default()
+            };
+            tweak(i, &mut o);
+            Node::start(o)
+        });
+        let nodes = futures_util::future::join_all(starts).await;
+        TestCluster {
+            nodes,
+            shared,
+            seeds,
+        }
+    }
+
+    /// Starts one more node with the same seeds; ready when this returns.
+    pub async fn add_node(&mut self, region: &str) -> &mut Node {
+        let i = self.nodes.len();
+        let o = NodeOpts {
+            node_id: format!("node{}", i + 1),
+            region: region.to_owned(),
+            cluster: Some(ClusterOpts {
+                quic_port: free_udp_port(),
+                seeds: self.seeds.clone(),
+                tls_dir: self.shared.path().join("tls"),
+                dead_after_ms: 1500,
+            }),
+            ..NodeOpts::default()
+        };
+        self.nodes.push(Node::start(o).await);
+        &mut self.nodes[i]
+    }
+
+    /// `GET /v1/cluster` on node `i`.
+    pub async fn view(&self, i: usize) -> Value {
+        self.nodes[i].get_json("/v1/cluster").await.1
+    }
+
+    /// Waits until every running node listed in `on` sees `members` members, all up, and the same
+    /// leader; returns the leader's name.
+    pub async fn wait_converged(&self, on: &[usize], members: usize, deadline: Duration) -> String {
+        wait_until(
+            &format!("nodes {on:?} to agree on {members} healthy members and one leader"),
+            deadline,
+            async || {
+                let mut leader = None;
+                for &i in on {
+                    let (code, v) = self.nodes[i].get_json("/v1/cluster").await;
+                    if code != 200 {
+                        return None;
+                    }
+                    let ms = v["members"].as_array()?;
+                    let up = ms.iter().filter(|m| m["health"] == "up").count();
+                    let l = v["leader"].as_str()?.to_owned();
+                    if ms.len() != members || up != members {
+                        return None;
+                    }
+                    if leader.get_or_insert_with(|| l.clone()) != &l {
+                        return None;
+                    }
+                }
+                leader
+            },
+        )
+        .await
+    }
+
+    /// The index of the node called `name`.
+    pub fn index_of(&self, name: &str) -> usize {
+        self.nodes
+            .iter()
+            .position(|n| n.opts().node_id == name)
+            .unwrap_or_else(|| panic!("no node {name}"))
     }
 }
 
@@ -318,15 +467,17 @@ impl Node {
         let data_dir = self.data_dir();
         let config = format!(
             "# written by cluster-tests\n\
-             [node]\nid = {id}\ndata_dir = {data}\nregion = \"local\"\n\n\
+             [node]\nid = {id}\ndata_dir = {data}\nregion = {region}\n\n\
              [rtmp]\nlisten = \"127.0.0.1:{rtmp}\"\nhandshake_timeout_ms = {hs}\nidle_timeout_ms = {idle}\n\
              max_chunk_size = 65536\nmax_message_len = 8388608\n\n\
              [http]\nlisten = \"127.0.0.1:{http}\"\n\n\
              [auth]\nadmin_token = {token}\n\n\
              [media]\nsegment_target_ms = {seg}\npart_target_ms = {part}\nwindow_segments = {win}\n\
              media_timeout_ms = {mt}\nended_retention_ms = {er}\n\n\
-             [debug]\nfault_injection = {fi}\n\n{extra}\n",
+             [debug]\nfault_injection = {fi}\n\n{cluster}\n{extra}\n",
             id = toml_str(&o.node_id),
+            region = toml_str(&o.region),
+            cluster = o.cluster.as_ref().map(cluster_toml).unwrap_or_default(),
             data = toml_str(&data_dir.to_string_lossy()),
             rtmp = self.rtmp_port,
             hs = o.handshake_timeout_ms,
@@ -342,6 +493,24 @@ impl Node {
             extra = o.extra_toml,
         );
         std::fs::write(self.config_path(), config).expect("write config");
+    }
+
+    /// SIGSTOP: the node freezes (its sockets stay open and silent).
+    pub fn freeze(&mut self) -> Result<()> {
+        let child = self
+            .child
+            .as_ref()
+            .ok_or_else(|| anyhow!("node not running"))?;
+        signal_child(child, libc::SIGSTOP)
+    }
+
+    /// SIGCONT: undoes [`Node::freeze`].
+    pub fn thaw(&mut self) -> Result<()> {
+        let child = self
+            .child
+            .as_ref()
+            .ok_or_else(|| anyhow!("node not running"))?;
+        signal_child(child, libc::SIGCONT)
     }
 
     async fn spawn(&mut self) {
@@ -370,7 +539,7 @@ impl Node {
         cmd.env("RUST_BACKTRACE", "1")
             .env(
                 "RUST_LOG",
-                std::env::var("HIVECAST_TEST_LOG").unwrap_or_else(|_| "info".into()),
+                std::env::var("HIVECAST_TEST_LOG").unwrap_or_else(|_| "info,openraft=warn".into()),
             )
             .current_dir(self.dir.path())
             .stdin(Stdio::null())

@@ -11,13 +11,14 @@ use hivecast_actors::stream::ingest::IngestInput;
 use hivecast_actors::stream::supervisor::{Role, StreamSupervisor, SupervisorArgs, SupervisorMsg};
 use hivecast_actors::stream::{IngestStats, StreamSettings};
 use hivecast_actors::transcode::TranscoderFault;
-use hivecast_actors::types::{unix_ms_now, Epoch, StreamName};
+use hivecast_actors::types::{unix_ms_now, Epoch, StreamName, StreamStatus};
 use ractor::{Actor, ActorRef};
 use tokio::sync::mpsc;
 use tracing::{info_span, warn};
 
+use crate::cluster::Cluster;
 use crate::config::Config;
-use crate::storage::{LocalRegistry, Storage};
+use crate::storage::Storage;
 
 /// Frames a publisher may have in flight towards its ingest: about 4 s of 30 fps video plus
 /// audio. When full, the RTMP reader waits, which pushes back on the encoder through TCP.
@@ -39,10 +40,10 @@ pub struct App {
     pub admin_token: String,
     /// Viewer-facing media.
     pub store: Arc<SegmentStore>,
-    /// Durable state.
+    /// The node's audit log.
     pub storage: Arc<Storage>,
-    /// Stream state changes.
-    pub registry: Arc<LocalRegistry>,
+    /// The registry (keys, streams, members): every stream state change goes through it.
+    pub registry: Arc<Cluster>,
     /// Events for WebSocket subscribers.
     pub hub: EventHub,
     /// Running trees, by stream.
@@ -171,6 +172,86 @@ impl App {
             .cloned()
     }
 
+    /// Fencing: a local tree whose session the registry has closed or superseded (this node was
+    /// declared down while frozen or cut off, or another node claimed the stream) is stopped at
+    /// once, so this node never goes on serving an old epoch as live.
+    pub async fn fence_superseded(self: Arc<Self>) {
+        use hivecast_actors::events::StreamEvent;
+        use tokio::sync::broadcast::error::RecvError;
+        let mut rx = self.hub.subscribe();
+        loop {
+            let (stream, epoch, status) = match rx.recv().await {
+                Ok(StreamEvent::Status {
+                    stream,
+                    epoch,
+                    status,
+                    ..
+                }) => (stream, epoch, status),
+                Ok(_) => continue,
+                Err(RecvError::Lagged(_)) => {
+                    // Missed events: check every local tree against the registry.
+                    let live: Vec<StreamName> = self
+                        .live
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .keys()
+                        .cloned()
+                        .collect();
+                    for s in live {
+                        if let Some(r) = self.registry.stream(s.as_str()) {
+                            self.fence(&s, Epoch(r.epoch), r.status());
+                        }
+                    }
+                    continue;
+                }
+                Err(RecvError::Closed) => return,
+            };
+            self.fence(&stream, epoch, status);
+        }
+    }
+
+    fn fence(&self, stream: &StreamName, epoch: Epoch, status: StreamStatus) {
+        let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(l) = live.get(stream) else {
+            return;
+        };
+        let superseded = l.epoch < epoch;
+        let closed = l.epoch == epoch && !status.is_live();
+        if superseded || closed {
+            let why = if superseded {
+                format!("superseded by epoch {epoch}")
+            } else {
+                format!("registry closed the session ({status})")
+            };
+            warn!(stream = %stream, epoch = l.epoch.0, reason = %why, "fencing: stopping the local tree");
+            let _ = l.supervisor.cast(SupervisorMsg::Abort(why));
+        }
+    }
+
+    /// Measure this node's load every heartbeat and hand it to the cluster.
+    pub async fn report_load(self: Arc<Self>) {
+        let every = Duration::from_millis(self.config.cluster.heartbeat_ms.max(100));
+        let mut tick = tokio::time::interval(every);
+        let mut last = (std::time::Instant::now(), process_cpu_ticks());
+        loop {
+            tick.tick().await;
+            let now = (std::time::Instant::now(), process_cpu_ticks());
+            let secs = now.0.duration_since(last.0).as_secs_f64().max(1e-3);
+            let cpu_pct = match (last.1, now.1) {
+                // Kernel clock ticks are 100 per second on Linux.
+                (Some(a), Some(b)) => (b.saturating_sub(a) as f64 / 100.0 / secs * 100.0) as f32,
+                _ => 0.0,
+            };
+            last = now;
+            let streams = self.live.lock().unwrap_or_else(|e| e.into_inner()).len() as u32;
+            self.registry.set_load(hivecast_proto::peer::NodeLoad {
+                cpu_pct,
+                streams,
+                requests_per_s: 0.0,
+            });
+        }
+    }
+
     /// Drop ended sessions from the store once their retention is over (then playlists
     /// answer 410). Runs every second for the life of the node.
     pub async fn sweep_ended(self: Arc<Self>) {
@@ -182,13 +263,9 @@ impl App {
                 if !m.is_ended() {
                     continue;
                 }
-                let ended_at = match self.storage.stream(m.name.as_str()) {
-                    Ok(Some(r)) if r.epoch == m.epoch.0 => r.ended_at_ms,
-                    Ok(_) => Some(0), // superseded or unknown: drop it
-                    Err(e) => {
-                        warn!(error = %e, "sweeper: storage read failed");
-                        None
-                    }
+                let ended_at = match self.registry.stream(m.name.as_str()) {
+                    Some(r) if r.epoch == m.epoch.0 => r.ended_at_ms,
+                    _ => Some(0), // superseded or unknown: drop it
                 };
                 if ended_at.is_some_and(|t| unix_ms_now() - t >= retention) {
                     self.store.remove(&m.name, m.epoch);
@@ -196,4 +273,14 @@ impl App {
             }
         }
     }
+}
+
+/// utime + stime of this process, in clock ticks (`/proc/self/stat`); `None` off Linux.
+fn process_cpu_ticks() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may contain spaces) start after the last ')'.
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // rest[0] is field 3 (state); utime and stime are fields 14 and 15.
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
 }

@@ -38,6 +38,8 @@ pub struct Config {
     pub media: MediaSection,
     /// The ABR ladder.
     pub transcode: TranscodeSection,
+    /// Peers, the registry and routing.
+    pub cluster: ClusterSection,
     /// Test hooks.
     #[serde(default)]
     pub debug: DebugSection,
@@ -50,8 +52,7 @@ pub struct NodeSection {
     pub id: String,
     /// Where the redb file and the generated admin token live.
     pub data_dir: PathBuf,
-    /// Region label (routing, later).
-    #[allow(dead_code)] // used by routing (cluster issue)
+    /// Region label: routing sends a viewer of this region here first.
     pub region: String,
 }
 
@@ -150,6 +151,78 @@ fn default_profile() -> String {
     "high".into()
 }
 
+/// `[cluster]`: peers, the Raft registry, failure detection and routing.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ClusterSection {
+    /// QUIC address (UDP) for node-to-node traffic; empty: a standalone node (its registry is a
+    /// one-node Raft group and no peer can join).
+    pub listen: String,
+    /// Address other nodes use to reach this one (empty: `listen`).
+    pub advertise: String,
+    /// QUIC addresses of seed nodes. A node not yet in a cluster asks them to let it join; the
+    /// first seed, finding no cluster among the others, starts one.
+    pub seeds: Vec<String>,
+    /// Public HTTP base URL viewers are sent to (empty: `http://<advertise host>:<http port>`).
+    pub public_http: String,
+    /// Directory of the shared cluster certificate (`cert.pem`, `key.pem`); generated there by
+    /// the first node to start if absent. Empty: `<data_dir>/cluster-tls`.
+    pub tls_dir: String,
+    /// Raft voters; further nodes are learners (they still serve, publish and route).
+    pub max_voters: usize,
+    /// Raft leader heartbeat.
+    pub raft_heartbeat_ms: u64,
+    /// Raft election timeout range (a new leader within about this after the old one dies).
+    pub election_min_ms: u64,
+    /// See `election_min_ms`.
+    pub election_max_ms: u64,
+    /// Node heartbeats (liveness and load) to every member.
+    pub heartbeat_ms: u64,
+    /// A member not heard from for this long is down: routing skips it and the leader moves the
+    /// streams it originates to ERROR.
+    pub dead_after_ms: u64,
+    /// Timeout of one node-to-node request.
+    pub rpc_timeout_ms: u64,
+    /// Viewer address ranges to regions, for routing when no `X-Viewer-Region` header is sent.
+    #[serde(default)]
+    pub regions: Vec<RegionCidr>,
+}
+
+/// One `[[cluster.regions]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RegionCidr {
+    /// `10.1.0.0/16` or `2001:db8::/32`.
+    pub cidr: String,
+    /// Region name.
+    pub region: String,
+}
+
+impl ClusterSection {
+    /// The QUIC listen address, if clustered.
+    pub fn listen_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        if self.listen.is_empty() {
+            return Ok(None);
+        }
+        self.listen.parse().map(Some).map_err(|_| {
+            ConfigError::Invalid(format!(
+                "cluster.listen: {:?} is not an address",
+                self.listen
+            ))
+        })
+    }
+
+    /// Seed addresses.
+    pub fn seed_addrs(&self) -> Result<Vec<SocketAddr>, ConfigError> {
+        self.seeds
+            .iter()
+            .map(|s| {
+                s.parse().map_err(|_| {
+                    ConfigError::Invalid(format!("cluster.seeds: {s:?} is not an address"))
+                })
+            })
+            .collect()
+    }
+}
+
 /// `[debug]`
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct DebugSection {
@@ -212,6 +285,29 @@ impl Config {
         }
         if self.transcode.queue_frames == 0 || self.transcode.hang_timeout_ms < 100 {
             return bad("transcode.queue_frames must be >= 1 and transcode.hang_timeout_ms >= 100");
+        }
+        let c = &self.cluster;
+        let listen = c.listen_addr()?;
+        c.seed_addrs()?;
+        if !c.advertise.is_empty() && c.advertise.parse::<SocketAddr>().is_err() {
+            return bad("cluster.advertise must be an address (host:port)");
+        }
+        if listen.is_none() && !c.seeds.is_empty() {
+            return bad("cluster.seeds needs cluster.listen");
+        }
+        if !(1..=7).contains(&c.max_voters) {
+            return bad("cluster.max_voters must be within 1..=7");
+        }
+        if c.election_min_ms <= c.raft_heartbeat_ms * 2 || c.election_max_ms <= c.election_min_ms {
+            return bad("cluster: need raft_heartbeat_ms * 2 < election_min_ms < election_max_ms");
+        }
+        if c.dead_after_ms < c.heartbeat_ms * 3 {
+            return bad("cluster.dead_after_ms must be at least 3 heartbeats");
+        }
+        for r in &c.regions {
+            if r.cidr.parse::<ipnet::IpNet>().is_err() {
+                return bad("cluster.regions: cidr must look like 10.0.0.0/8 or 2001:db8::/32");
+            }
         }
         if self.rtmp.max_chunk_size < 128 {
             return bad("rtmp.max_chunk_size must be >= 128 (the RTMP default)");

@@ -1,7 +1,14 @@
 //! Stream key generation. Keys are 160 random bits (hex, so they paste anywhere); key ids are
-//! 64 random bits. Only the key's hash is stored (see `storage`).
+//! 64 random bits. Only the key's hash is stored (in the registry, see `cluster::state`).
 
 use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+/// SHA-256 of a key. Keys are >= 128 random bits, so a fast hash is enough (no password
+/// stretching needed), and it makes lookups possible without storing the key.
+pub fn hash_key(key: &str) -> [u8; 32] {
+    Sha256::digest(key.as_bytes()).into()
+}
 
 /// A new `(key_id, key)` pair.
 pub fn generate() -> (String, String) {

@@ -6,6 +6,7 @@
 
 mod app;
 mod cli;
+mod cluster;
 mod config;
 mod http;
 mod keys;
@@ -25,8 +26,9 @@ use tracing::info;
 
 use crate::app::App;
 use crate::cli::{Cli, Command};
+use crate::cluster::Cluster;
 use crate::config::Config;
-use crate::storage::{LocalRegistry, Storage};
+use crate::storage::Storage;
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -44,20 +46,16 @@ async fn run(config: Option<std::path::PathBuf>) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,tower_http=warn,ractor=warn".into()),
+                .unwrap_or_else(|_| "info,tower_http=warn,ractor=warn,openraft=warn".into()),
         )
         .init();
     let cfg = Config::load(config.as_deref()).context("loading configuration")?;
     let hub = EventHub::new(1024);
-    let storage = Storage::open(&cfg.node.data_dir, &cfg.node.id, hub.clone())
+    let storage = Storage::open(&cfg.node.data_dir)
         .with_context(|| format!("opening storage in {}", cfg.node.data_dir.display()))?;
-    let orphans = storage.fail_orphans()?;
-    if orphans > 0 {
-        info!(
-            orphans,
-            "streams left live by a previous run moved to ERROR"
-        );
-    }
+    let registry = Cluster::start(&cfg, status_observer(&cfg, &storage, &hub))
+        .await
+        .context("starting the registry")?;
     let (admin_token, generated) = resolve_admin_token(&cfg)?;
 
     let rtmp = TcpListener::bind(cfg.rtmp.listen)
@@ -67,16 +65,12 @@ async fn run(config: Option<std::path::PathBuf>) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding HTTP on {}", cfg.http.listen))?;
 
-    if generated {
-        first_start_banner(&cfg, &storage, &admin_token)?;
-    }
-
     let app = Arc::new(App {
         config: cfg.clone(),
-        admin_token,
+        admin_token: admin_token.clone(),
         store: SegmentStore::new(),
         storage: storage.clone(),
-        registry: Arc::new(LocalRegistry(storage)),
+        registry: registry.clone(),
         hub,
         live: Mutex::new(HashMap::new()),
         stats: Mutex::new(HashMap::new()),
@@ -84,6 +78,33 @@ async fn run(config: Option<std::path::PathBuf>) -> anyhow::Result<()> {
     });
     tokio::spawn(listen::rtmp::serve(app.clone(), rtmp));
     tokio::spawn(app.clone().sweep_ended());
+    tokio::spawn(app.clone().report_load());
+    tokio::spawn(app.clone().fence_superseded());
+    {
+        let (cfg, registry) = (cfg.clone(), registry.clone());
+        tokio::spawn(async move {
+            if !registry
+                .wait_ready(std::time::Duration::from_secs(60))
+                .await
+            {
+                tracing::warn!("registry: no leader after 60 s; publishing waits for one");
+                return;
+            }
+            match registry.fail_own_orphans().await {
+                Ok(0) => {}
+                Ok(n) => info!(
+                    orphans = n,
+                    "streams left live by a previous run moved to ERROR"
+                ),
+                Err(e) => tracing::warn!(error = %e, "could not fail orphaned streams"),
+            }
+            if generated {
+                if let Err(e) = first_start_banner(&cfg, &registry, &admin_token).await {
+                    tracing::warn!(error = %e, "could not create the demo key");
+                }
+            }
+        });
+    }
     info!(rtmp = %cfg.rtmp.listen, http = %cfg.http.listen, node = %cfg.node.id, "hivecast node ready");
     axum::serve(
         http,
@@ -91,8 +112,46 @@ async fn run(config: Option<std::path::PathBuf>) -> anyhow::Result<()> {
     )
     .with_graceful_shutdown(shutdown())
     .await?;
+    registry.shutdown().await;
     info!("shut down");
     Ok(())
+}
+
+/// Applied registry status changes: announced on the hub (every node tells its own WebSocket
+/// viewers), and audited by the stream's origin node.
+fn status_observer(
+    cfg: &Config,
+    storage: &Arc<Storage>,
+    hub: &EventHub,
+) -> cluster::store::ChangeObserver {
+    use hivecast_actors::types::StreamStatus;
+    let (me, storage, hub) = (cfg.node.id.clone(), storage.clone(), hub.clone());
+    Arc::new(move |changes| {
+        for c in changes {
+            if c.origin == me {
+                let audit = match c.status {
+                    StreamStatus::Active => Some(("publish_started", String::new())),
+                    StreamStatus::EndedGracefully => {
+                        Some(("publish_ended", "unpublished".to_owned()))
+                    }
+                    StreamStatus::Error => Some((
+                        "publish_ended",
+                        format!("error: {}", c.reason.clone().unwrap_or_default()),
+                    )),
+                    StreamStatus::PendingIngest => None,
+                };
+                if let Some((event, detail)) = audit {
+                    let (storage, stream) = (storage.clone(), c.stream.clone());
+                    tokio::task::spawn_blocking(move || {
+                        storage.audit(&stream, event, &detail, None)
+                    });
+                }
+            }
+            if let Some(ev) = cluster::status_event(c) {
+                hub.publish(ev);
+            }
+        }
+    })
 }
 
 /// The admin token: configured, or generated once and kept in `<data_dir>/admin_token`.
@@ -124,10 +183,10 @@ fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> 
 
 /// Printed once, on the first start without a configured token: the token and a
 /// ready-to-paste publish line for a `demo` key created now.
-fn first_start_banner(cfg: &Config, storage: &Storage, token: &str) -> anyhow::Result<()> {
+async fn first_start_banner(cfg: &Config, registry: &Cluster, token: &str) -> anyhow::Result<()> {
     let (key_id, key) = keys::generate();
     let demo = StreamName::new("demo").expect("valid name");
-    storage.create_key(&key_id, &key, &demo)?;
+    registry.create_key(&key_id, &key, &demo).await?;
     let rtmp_port = cfg.rtmp.listen.port();
     let http_port = cfg.http.listen.port();
     println!(

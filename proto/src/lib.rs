@@ -6,6 +6,7 @@
 //! - [`media`]: the protocol-independent frames that flow from ingest to packaging.
 //! - [`ts`] and [`cmaf`]: the muxers (MPEG-TS for legacy HLS, fMP4/CMAF for LL-HLS and DASH).
 //! - [`hls`] and [`dash`]: playlist and MPD writers, pure functions of a snapshot.
+//! - [`peer`]: node-to-node messages (versioned, postcard) and their framing.
 //! - [`time`]: wall-clock formatting helpers (the clock itself is always an argument).
 //!
 //! **Architecture Invariant:** this crate performs no I/O, spawns no tasks and reads no clock.
@@ -18,6 +19,7 @@ pub mod dash;
 pub mod flv;
 pub mod hls;
 pub mod media;
+pub mod peer;
 pub mod rtmp;
 pub mod time;
 pub mod ts;

@@ -17,17 +17,15 @@ use subtle::ConstantTimeEq;
 
 use super::error::{ApiError, ApiJson, ApiPath};
 use crate::app::App;
+use crate::cluster::state::StreamRecord;
 use crate::keys;
-use crate::storage::StreamRecord;
 
 /// Routes of this module.
 pub fn routes() -> Router<Arc<App>> {
     Router::new()
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
-        .route(
-            "/readyz",
-            get(|| async { Json(json!({"status": "ready"})) }),
-        )
+        .route("/readyz", get(readyz))
+        .route("/v1/cluster", get(cluster))
         .route("/v1/time", get(time))
         .route("/v1/keys", post(create_key).get(list_keys))
         .route("/v1/keys/{key_id}", delete(revoke_key))
@@ -35,6 +33,24 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/v1/streams/{stream}", get(get_stream))
         .route("/v1/audit", get(audit))
         .route("/v1/debug/streams/{stream}/panic", post(inject_panic))
+}
+
+/// Ready once the registry has a leader and this node is a member (publishing works).
+async fn readyz(State(app): State<Arc<App>>) -> Response {
+    if app.registry.ready() {
+        Json(json!({"status": "ready"})).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "joining", "message": "registry has no leader yet or this node is not a member yet"})),
+        )
+            .into_response()
+    }
+}
+
+/// `GET /v1/cluster`: members, roles, region, health and load.
+async fn cluster(State(app): State<Arc<App>>) -> Json<crate::cluster::ClusterView> {
+    Json(app.registry.view())
 }
 
 /// Check the admin bearer token, in constant time.
@@ -84,11 +100,9 @@ async fn create_key(
     require_admin(&app, &headers)?;
     let name = stream_name(&body.stream)?;
     let (key_id, key) = keys::generate();
-    let storage = app.storage.clone();
-    let (kid, k, n) = (key_id.clone(), key.clone(), name.clone());
-    tokio::task::spawn_blocking(move || storage.create_key(&kid, &k, &n))
-        .await
-        .map_err(ApiError::internal)??;
+    app.registry.create_key(&key_id, &key, &name).await?;
+    app.storage
+        .audit(name.as_str(), "key_created", &format!("key {key_id}"), None);
     Ok((
         StatusCode::CREATED,
         Json(json!({"key_id": key_id, "key": key, "stream": name.as_str()})),
@@ -101,7 +115,7 @@ async fn list_keys(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     require_admin(&app, &headers)?;
-    let keys = app.storage.list_keys()?;
+    let keys = app.registry.keys();
     Ok(Json(Value::Array(
         keys.into_iter()
             .map(|k| json!({"key_id": k.key_id, "stream": k.stream, "created_at_ms": k.created_at_ms, "revoked": k.revoked}))
@@ -118,7 +132,16 @@ async fn revoke_key(
     if key_id.len() > 64 {
         return Err(ApiError::bad_request("key id too long"));
     }
-    if app.storage.revoke_key(&key_id)? {
+    if app.registry.revoke_key(&key_id).await? {
+        let stream = app
+            .registry
+            .keys()
+            .into_iter()
+            .find(|k| k.key_id == key_id)
+            .map(|k| k.stream)
+            .unwrap_or_default();
+        app.storage
+            .audit(&stream, "key_revoked", &format!("key {key_id}"), None);
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found(format!("no key {key_id}")))
@@ -173,7 +196,7 @@ fn stream_json(app: &App, rec: &StreamRecord) -> Value {
 }
 
 async fn list_streams(State(app): State<Arc<App>>) -> Result<Json<Value>, ApiError> {
-    let recs = app.storage.streams()?;
+    let recs = app.registry.streams();
     Ok(Json(Value::Array(
         recs.iter().map(|r| stream_json(&app, r)).collect(),
     )))
@@ -184,7 +207,7 @@ async fn get_stream(
     ApiPath(stream): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
     let name = stream_name(&stream)?;
-    match app.storage.stream(name.as_str())? {
+    match app.registry.stream(name.as_str()) {
         Some(rec) => Ok(Json(stream_json(&app, &rec))),
         None => Err(ApiError::not_found(format!("no stream {name}"))),
     }

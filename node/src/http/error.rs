@@ -112,6 +112,17 @@ impl From<crate::storage::StorageError> for ApiError {
     }
 }
 
+impl From<hivecast_actors::registry::RegistryError> for ApiError {
+    fn from(e: hivecast_actors::registry::RegistryError) -> Self {
+        use hivecast_actors::registry::RegistryError as R;
+        match e {
+            // No leader reachable (an election, or this node is cut off): retry later.
+            R::Storage(m) => Self::unavailable(m),
+            other => Self::internal(other),
+        }
+    }
+}
+
 /// `Json` that rejects with [`ApiError`].
 #[derive(Debug, axum::extract::FromRequest)]
 #[from_request(via(axum::Json), rejection(ApiError))]

@@ -3,6 +3,7 @@
 pub mod api;
 pub mod error;
 pub mod playback;
+pub mod route;
 pub mod ws;
 
 use std::sync::Arc;
@@ -20,6 +21,7 @@ pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .merge(api::routes())
         .merge(ws::routes())
+        .merge(route::routes())
         .merge(playback)
         .fallback(|| async { error::ApiError::not_found("no such route") })
         .layer(TraceLayer::new_for_http())

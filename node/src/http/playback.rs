@@ -55,9 +55,16 @@ fn reply(body: Bytes, content_type: &'static str, cache: &'static str) -> Respon
 fn media_of(app: &App, stream: &str) -> Result<Arc<StreamMedia>, ApiError> {
     let name = stream_name(stream)?;
     if let Some(m) = app.store.get(name.as_str()) {
+        if !m.is_ended() && !app.registry.in_contact() {
+            // Thawed after a freeze: what this node holds may be superseded. Catching up
+            // takes a Raft round trip; players retry a 503.
+            return Err(ApiError::unavailable(
+                "this node is catching up with the cluster; retry",
+            ));
+        }
         return Ok(m);
     }
-    match app.storage.stream(name.as_str())? {
+    match app.registry.stream(name.as_str()) {
         Some(rec) if !rec.status().is_live() => Err(ApiError::ended(name.as_str())),
         Some(_) => Err(ApiError::not_found(format!(
             "stream {name} has no media yet"

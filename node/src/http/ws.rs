@@ -20,7 +20,7 @@ use tokio::sync::broadcast::error::RecvError;
 use super::api::stream_name;
 use super::error::{ApiError, ApiPath};
 use crate::app::App;
-use crate::storage::StreamRecord;
+use crate::cluster::state::StreamRecord;
 
 /// Routes of this module.
 pub fn routes() -> Router<Arc<App>> {
@@ -66,8 +66,8 @@ async fn stream_events(
     let name = stream_name(&stream)?;
     // Known streams only: ever published, or a key issued for it (a viewer may wait for a
     // stream that has not started yet).
-    let rec = app.storage.stream(name.as_str())?;
-    if rec.is_none() && !app.storage.stream_has_key(name.as_str())? {
+    let rec = app.registry.stream(name.as_str());
+    if rec.is_none() && !app.registry.stream_has_key(name.as_str()) {
         return Err(ApiError::not_found(format!("no stream {name}")));
     }
     Ok(ws.on_upgrade(move |socket| follow(app, socket, Some(name.to_string()))))
@@ -81,21 +81,8 @@ async fn follow(app: Arc<App>, mut socket: WebSocket, stream: Option<String>) {
     // Subscribe before reading the current state, so no change can fall in between.
     let mut rx = app.hub.subscribe();
     let initial: Vec<Value> = match &stream {
-        Some(s) => app
-            .storage
-            .stream(s)
-            .ok()
-            .flatten()
-            .iter()
-            .map(status_json)
-            .collect(),
-        None => app
-            .storage
-            .streams()
-            .unwrap_or_default()
-            .iter()
-            .map(status_json)
-            .collect(),
+        Some(s) => app.registry.stream(s).iter().map(status_json).collect(),
+        None => app.registry.streams().iter().map(status_json).collect(),
     };
     for v in initial {
         if socket

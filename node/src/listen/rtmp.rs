@@ -226,14 +226,9 @@ impl Connection {
                 .map_err(|e| e.to_string())?;
             return Err("second publish on one connection".into());
         }
-        let storage = self.app.storage.clone();
-        let k = key.to_owned();
-        let checked = tokio::task::spawn_blocking(move || storage.check_key(&k))
-            .await
-            .map_err(|e| e.to_string())?;
-        let stream = match checked {
-            Ok(Some(s)) => s,
-            Ok(None) => {
+        let stream = match self.app.registry.check_key(key) {
+            Some(s) => s,
+            None => {
                 self.app.storage.audit(
                     "",
                     "publish_rejected",
@@ -244,12 +239,6 @@ impl Connection {
                     .reject(request_id, "invalid stream key")
                     .map_err(|e| e.to_string())?;
                 return Err("invalid stream key".into());
-            }
-            Err(e) => {
-                self.session
-                    .reject(request_id, "server error")
-                    .map_err(|e| e.to_string())?;
-                return Err(format!("key check: {e}"));
             }
         };
         match self.app.start_stream(stream.clone()).await {

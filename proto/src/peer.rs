@@ -1,0 +1,376 @@
+//! Node-to-node messages: versioned serde enums encoded with postcard.
+//!
+//! Every message is wrapped in a version enum ([`PeerRequest::V1`], [`PeerResponse::V1`]): a node
+//! that receives a version it does not know answers [`ResponseV1::Error`] with
+//! [`ErrorCode::Version`] instead of guessing. New variants are only ever appended (postcard
+//! encodes the variant index), so an older node decodes every message it knows.
+//!
+//! The transport carries one request and one response per QUIC stream, so a message needs no
+//! framing of its own: the stream's end delimits it. Long-lived pushes (media replication) use
+//! [`FrameDecoder`]: a 4-byte big-endian length, then the postcard body.
+//!
+//! Raft's own RPC bodies are opaque here (`body`): this crate does not know the consensus
+//! library; the node encodes them (postcard too) and checks them on decode.
+
+use serde::{Deserialize, Serialize};
+
+/// Largest message accepted from a peer, in bytes (a Raft snapshot chunk or a media segment
+/// fits well within it).
+pub const MAX_MESSAGE: usize = 32 * 1024 * 1024;
+
+/// Why bytes from a peer are not a message.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum WireError {
+    /// Over [`MAX_MESSAGE`] (or a frame header announcing more).
+    #[error("peer message of {len} bytes exceeds the {limit}-byte limit")]
+    TooLarge {
+        /// Announced or actual length.
+        len: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// Not a valid postcard encoding of the expected message.
+    #[error("malformed peer message: {0}")]
+    Malformed(String),
+}
+
+/// A member as the others see it. Also the Raft membership's node record.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerNode {
+    /// Configured node name (`node.id`).
+    pub name: String,
+    /// Region label used by routing.
+    pub region: String,
+    /// QUIC address other nodes reach it at.
+    pub quic: String,
+    /// Public HTTP base URL viewers are sent to (`http://127.0.0.1:8081`).
+    pub http: String,
+    /// RTMP address broadcasters may use.
+    pub rtmp: String,
+}
+
+/// A node's load, sent in heartbeats (not in the Raft log: it changes every second).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct NodeLoad {
+    /// Process CPU over the last interval, percent of one core.
+    pub cpu_pct: f32,
+    /// Streams this node originates.
+    pub streams: u32,
+    /// Viewer requests per second served over the last interval.
+    pub requests_per_s: f32,
+}
+
+/// Which Raft RPC a [`RequestV1::Raft`] body holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RaftRpc {
+    /// AppendEntries (also the leader's heartbeat).
+    AppendEntries,
+    /// RequestVote.
+    Vote,
+    /// InstallSnapshot (one chunk).
+    InstallSnapshot,
+}
+
+/// A request, versioned.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum PeerRequest {
+    /// Version 1.
+    V1(RequestV1),
+}
+
+/// Version 1 requests.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum RequestV1 {
+    /// Who are you, and are you in a cluster? (Seed probing at start-up.)
+    Hello {
+        /// The asking node.
+        from: PeerNode,
+    },
+    /// Add me to the cluster (sent to the leader).
+    Join {
+        /// The joining node.
+        node: PeerNode,
+    },
+    /// A Raft RPC.
+    Raft {
+        /// Which one.
+        rpc: RaftRpc,
+        /// Its encoded body.
+        body: Vec<u8>,
+    },
+    /// A registry command forwarded to the leader (encoded by the node).
+    Write {
+        /// The encoded command.
+        body: Vec<u8>,
+    },
+    /// Liveness and load, sent to every member a few times a second.
+    Heartbeat {
+        /// Sender's name.
+        from: String,
+        /// Its load.
+        load: NodeLoad,
+    },
+}
+
+/// A response, versioned.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum PeerResponse {
+    /// Version 1.
+    V1(ResponseV1),
+}
+
+/// Version 1 responses.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ResponseV1 {
+    /// Answer to `Hello`.
+    Hello {
+        /// The answering node.
+        node: PeerNode,
+        /// Whether it belongs to an initialised cluster.
+        initialized: bool,
+        /// The leader it knows of.
+        leader: Option<PeerNode>,
+    },
+    /// Answer to `Join`: the node was added (as learner, and voter if voters were missing).
+    Joined,
+    /// Not the leader; try this one.
+    NotLeader {
+        /// The leader, if known.
+        leader: Option<PeerNode>,
+    },
+    /// A Raft RPC's encoded result.
+    Raft {
+        /// Encoded body.
+        body: Vec<u8>,
+    },
+    /// A forwarded command's encoded outcome.
+    Write {
+        /// Encoded body.
+        body: Vec<u8>,
+    },
+    /// Acknowledged.
+    Ack,
+    /// Refused.
+    Error {
+        /// Machine-readable cause.
+        code: ErrorCode,
+        /// For humans.
+        message: String,
+    },
+}
+
+/// Why a peer refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorCode {
+    /// Unknown message version or undecodable request.
+    Version,
+    /// The request was understood but could not be carried out now (retry later).
+    Unavailable,
+    /// The request is wrong.
+    Invalid,
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, WireError> {
+    if bytes.len() > MAX_MESSAGE {
+        return Err(WireError::TooLarge {
+            len: bytes.len(),
+            limit: MAX_MESSAGE,
+        });
+    }
+    let (v, rest) =
+        postcard::take_from_bytes(bytes).map_err(|e| WireError::Malformed(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(WireError::Malformed(format!(
+            "{} trailing bytes after the message",
+            rest.len()
+        )));
+    }
+    Ok(v)
+}
+
+fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    // postcard cannot fail on these types: no maps with non-string keys, no unsized sequences.
+    postcard::to_allocvec(v).unwrap_or_default()
+}
+
+impl PeerRequest {
+    /// Encode.
+    pub fn encode(&self) -> Vec<u8> {
+        encode(self)
+    }
+    /// Decode a whole message (no trailing bytes).
+    pub fn decode(bytes: &[u8]) -> Result<Self, WireError> {
+        decode(bytes)
+    }
+}
+
+impl PeerResponse {
+    /// Encode.
+    pub fn encode(&self) -> Vec<u8> {
+        encode(self)
+    }
+    /// Decode a whole message (no trailing bytes).
+    pub fn decode(bytes: &[u8]) -> Result<Self, WireError> {
+        decode(bytes)
+    }
+}
+
+/// Encode one length-prefixed frame (for long-lived pushes).
+pub fn encode_frame<T: Serialize>(msg: &T) -> Vec<u8> {
+    let body = encode(msg);
+    let mut out = Vec::with_capacity(4 + body.len());
+    out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    out.extend_from_slice(&body);
+    out
+}
+
+/// Splits a byte stream into length-prefixed frames and decodes them. Sans-IO: feed bytes with
+/// [`FrameDecoder::push`], take messages with [`FrameDecoder::next_frame`]. Memory is bounded by the
+/// frame limit: a header announcing more is an error before any body is buffered.
+#[derive(Debug)]
+pub struct FrameDecoder {
+    buf: Vec<u8>,
+    limit: usize,
+}
+
+impl FrameDecoder {
+    /// A decoder accepting frames up to `limit` bytes (at most [`MAX_MESSAGE`]).
+    pub fn new(limit: usize) -> Self {
+        Self {
+            buf: Vec::new(),
+            limit: limit.min(MAX_MESSAGE),
+        }
+    }
+
+    /// Append received bytes.
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// Bytes buffered and not yet decoded.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// The next whole frame, decoded; `Ok(None)` if more bytes are needed. After an error the
+    /// stream is unusable (the caller drops the connection).
+    pub fn next_frame<T: for<'de> Deserialize<'de>>(&mut self) -> Result<Option<T>, WireError> {
+        if self.buf.len() < 4 {
+            return Ok(None);
+        }
+        let len = u32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]) as usize;
+        if len > self.limit {
+            return Err(WireError::TooLarge {
+                len,
+                limit: self.limit,
+            });
+        }
+        if self.buf.len() < 4 + len {
+            return Ok(None);
+        }
+        let msg = decode(&self.buf[4..4 + len]);
+        self.buf.drain(..4 + len);
+        msg.map(Some)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn node(name: &str) -> PeerNode {
+        PeerNode {
+            name: name.into(),
+            region: "eu".into(),
+            quic: "127.0.0.1:7000".into(),
+            http: "http://127.0.0.1:8080".into(),
+            rtmp: "127.0.0.1:1935".into(),
+        }
+    }
+
+    #[test]
+    fn requests_and_responses_round_trip() {
+        let reqs = [
+            PeerRequest::V1(RequestV1::Hello { from: node("a") }),
+            PeerRequest::V1(RequestV1::Join { node: node("b") }),
+            PeerRequest::V1(RequestV1::Raft {
+                rpc: RaftRpc::Vote,
+                body: vec![1, 2, 3],
+            }),
+            PeerRequest::V1(RequestV1::Heartbeat {
+                from: "c".into(),
+                load: NodeLoad {
+                    cpu_pct: 12.5,
+                    streams: 3,
+                    requests_per_s: 40.0,
+                },
+            }),
+        ];
+        for r in reqs {
+            assert_eq!(PeerRequest::decode(&r.encode()).unwrap(), r);
+        }
+        let resp = PeerResponse::V1(ResponseV1::Hello {
+            node: node("a"),
+            initialized: true,
+            leader: Some(node("b")),
+        });
+        assert_eq!(PeerResponse::decode(&resp.encode()).unwrap(), resp);
+    }
+
+    #[test]
+    fn trailing_bytes_and_unknown_versions_are_refused() {
+        let mut b = PeerRequest::V1(RequestV1::Join { node: node("a") }).encode();
+        b.push(0);
+        assert!(matches!(
+            PeerRequest::decode(&b),
+            Err(WireError::Malformed(_))
+        ));
+        // Variant index 1 of the version enum does not exist (yet).
+        assert!(PeerRequest::decode(&[1, 0]).is_err());
+    }
+
+    #[test]
+    fn frame_decoder_refuses_oversized_headers_before_buffering() {
+        let mut d = FrameDecoder::new(1024);
+        d.push(&(1_000_000u32).to_be_bytes());
+        assert!(matches!(
+            d.next_frame::<PeerRequest>(),
+            Err(WireError::TooLarge { len: 1_000_000, .. })
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = PeerRequest::decode(&bytes);
+            let _ = PeerResponse::decode(&bytes);
+            let mut d = FrameDecoder::new(4096);
+            d.push(&bytes);
+            while let Ok(Some(_)) = d.next_frame::<PeerRequest>() {}
+        }
+
+        #[test]
+        fn frames_split_anywhere_decode_in_order(
+            names in proptest::collection::vec("[a-z]{1,12}", 1..8),
+            cut in 0usize..4096,
+        ) {
+            let msgs: Vec<PeerRequest> = names
+                .iter()
+                .map(|n| PeerRequest::V1(RequestV1::Hello { from: node(n) }))
+                .collect();
+            let wire: Vec<u8> = msgs.iter().flat_map(encode_frame).collect();
+            let cut = cut % (wire.len() + 1);
+            let mut d = FrameDecoder::new(4096);
+            let mut got = Vec::new();
+            for part in [&wire[..cut], &wire[cut..]] {
+                d.push(part);
+                while let Some(m) = d.next_frame::<PeerRequest>().unwrap() {
+                    got.push(m);
+                }
+            }
+            prop_assert_eq!(got, msgs);
+            prop_assert_eq!(d.buffered(), 0);
+        }
+    }
+}
