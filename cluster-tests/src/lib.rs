@@ -495,6 +495,11 @@ impl Node {
         std::fs::write(self.config_path(), config).expect("write config");
     }
 
+    /// The process id, while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// SIGSTOP: the node freezes (its sockets stay open and silent).
     pub fn freeze(&mut self) -> Result<()> {
         let child = self

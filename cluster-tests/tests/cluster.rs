@@ -260,38 +260,52 @@ async fn frozen_origin_does_not_serve_its_old_epoch_after_thaw() {
     let mut c = TestCluster::start(&["eu", "eu", "us"], |_, _| {}).await;
     c.wait_converged(&[0, 1, 2], 3, FORM_DEADLINE).await;
     let key = c.nodes[0].create_key("cold").await;
-    let mut p1 = Publisher::ffmpeg(&c.nodes[1].rtmp_url(&key.key), PublishOpts::default());
+    let _p1 = Publisher::ffmpeg(&c.nodes[1].rtmp_url(&key.key), PublishOpts::default());
     wait_all_status(&c, &[0, 1, 2], "cold", "ACTIVE", 1, LIVE_DEADLINE).await;
     c.nodes[1].get_ok_text("/hls/cold/source/index.m3u8").await;
 
     c.nodes[1].freeze().expect("SIGSTOP");
     wait_all_status(&c, &[0, 2], "cold", "ERROR", 1, Duration::from_secs(5)).await;
-    // The broadcaster moves to node3 while node2 is frozen.
-    p1.kill();
+    // The broadcaster starts again on node3 while node2 is frozen; the first publisher's
+    // connection to node2 stays open (its frames wait in the socket buffers), so node2 thaws
+    // with a live tree of epoch 1 that only the registry can stop.
     let _p2 = Publisher::ffmpeg(&c.nodes[2].rtmp_url(&key.key), PublishOpts::default());
     wait_all_status(&c, &[0, 2], "cold", "ACTIVE", 2, LIVE_DEADLINE).await;
 
     c.nodes[1].thaw().expect("SIGCONT");
-    // Once thawed, node2 learns epoch 2 and stops offering epoch 1 as live: its playlist for
-    // the stream is gone or ended.
+    // From the first request after the thaw, node2 never offers epoch 1 as live: each answer
+    // is an error (503 while it catches up), an ended playlist, or epoch 2.
     wait_until(
         "node2 to catch up with epoch 2",
         Duration::from_secs(5),
         async || {
-            let s = c.nodes[1].stream_status("cold").await;
+            let (code, body) = c.nodes[1].get_text("/hls/cold/source/index.m3u8").await;
+            assert!(
+                code != 200 || body.contains("#EXT-X-ENDLIST") || !body.contains("\n1-"),
+                "node2 served epoch 1 as live after the thaw:\n{body}"
+            );
+            let s = c.nodes[1].get_json("/v1/streams/cold").await.1;
             (s["epoch"] == 2).then_some(())
         },
     )
     .await;
-    wait_until(
-        "node2 to stop serving epoch 1 as live",
-        Duration::from_secs(5),
+    // From then on node2 serves the current session (replicated from node3), never epoch 1:
+    // every segment it lists is named `2-...`.
+    let p = wait_until(
+        "node2 to serve epoch 2 in place of epoch 1",
+        Duration::from_secs(10),
         async || {
-            let (code, body) = c.nodes[1].get_text("/hls/cold/source/index.m3u8").await;
-            (code != 200 || body.contains("#EXT-X-ENDLIST")).then_some(())
+            fetch_playlist(&c.nodes[1], "/hls/cold/source/index.m3u8")
+                .await
+                .filter(|p| !p.segments.is_empty() && !p.endlist)
         },
     )
     .await;
+    assert!(
+        p.segments.iter().all(|s| s.uri.starts_with("2-")),
+        "node2 lists a segment of another session: {:?}",
+        p.segments.iter().map(|s| &s.uri).collect::<Vec<_>>()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -378,4 +392,142 @@ async fn a_node_added_later_joins_and_routing_prefers_the_viewers_region() {
         status_of(&c.nodes[0].stream_status("routed").await),
         "ACTIVE"
     );
+}
+
+/// Waits until `path` on node `i` parses as a playlist whose next msn is beyond `msn`.
+async fn playlist_past(c: &TestCluster, i: usize, path: &str, msn: u64) -> LlHlsPlaylist {
+    wait_until(
+        &format!("node{} {path} past msn {msn}", i + 1),
+        Duration::from_secs(20),
+        async || {
+            fetch_playlist(&c.nodes[i], path)
+                .await
+                .filter(|p| p.next_msn() > msn && !p.segments.is_empty())
+        },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_serves_the_origins_stream_with_the_same_numbers_and_bytes() {
+    let mut c = TestCluster::start(&["eu", "eu", "us"], |_, _| {}).await;
+    c.wait_converged(&[0, 1, 2], 3, FORM_DEADLINE).await;
+    let key = c.nodes[0].create_key("rep").await;
+    let _p = Publisher::ffmpeg(&c.nodes[0].rtmp_url(&key.key), PublishOpts::default());
+    wait_all_status(&c, &[0, 1, 2], "rep", "ACTIVE", 1, LIVE_DEADLINE).await;
+
+    // node3 holds nothing of "rep" until a viewer asks; then it replicates from node1.
+    let video = "/cmaf/rep/source/index.m3u8";
+    let origin = playlist_past(&c, 0, video, 1).await;
+    let edge = playlist_past(&c, 2, video, origin.segments.last().unwrap().msn).await;
+    // The same numbering and names: segment N on the edge is segment N on the origin, byte
+    // for byte, and so is its first part.
+    let seg = edge
+        .segments
+        .iter()
+        .find(|s| origin.segments.iter().any(|o| o.msn == s.msn))
+        .expect("a segment both list");
+    let o = origin.segments.iter().find(|o| o.msn == seg.msn).unwrap();
+    assert_eq!(seg.uri, o.uri);
+    assert_eq!(
+        seg.parts.len(),
+        o.parts.len(),
+        "same parts of segment {}",
+        seg.msn
+    );
+    assert_eq!(
+        seg.parts.first().map(|p| &p.uri),
+        o.parts.first().map(|p| &p.uri)
+    );
+    let base = "/cmaf/rep/source/";
+    let from_origin = c.nodes[0]
+        .get_ok_bytes(&format!("{base}{}", seg.uri))
+        .await
+        .expect("origin segment");
+    let from_edge = c.nodes[2]
+        .get_ok_bytes(&format!("{base}{}", seg.uri))
+        .await
+        .expect("edge segment");
+    assert_eq!(
+        from_origin, from_edge,
+        "segment {} differs between origin and edge",
+        seg.msn
+    );
+
+    // A blocking reload on the edge for the next part is answered as the part arrives.
+    let next = edge.next_msn() + 1;
+    let started = Instant::now();
+    let (code, body) = c.nodes[2]
+        .get_text(&format!("{video}?_HLS_msn={next}&_HLS_part=0"))
+        .await;
+    assert_eq!(code, 200, "{body}");
+    let p = LlHlsPlaylist::parse(&body).unwrap();
+    assert!(
+        p.segments.iter().any(|s| s.msn >= next) || p.trailing_parts.iter().any(|x| x.msn == next),
+        "part 0 of {next} listed: {body}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(8));
+
+    // Independent clients decode the edge's streams.
+    let probe = ffprobe_ok(&format!("{}/hls/rep/master.m3u8", c.nodes[2].http_url()))
+        .await
+        .expect("ffprobe the edge's TS HLS");
+    assert!(probe.video().is_some(), "{probe:?}");
+
+    // The origin dies: the edge stops advertising segments that will not come (ENDLIST) once
+    // the registry says ERROR.
+    c.nodes[0].kill();
+    wait_until(
+        "the edge to end its replica",
+        Duration::from_secs(6),
+        async || {
+            let (code, body) = c.nodes[2].get_text(video).await;
+            (code != 200 || body.contains("#EXT-X-ENDLIST")).then_some(())
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_republished_stream_continues_its_timeline_with_a_discontinuity() {
+    let c = TestCluster::start(&["eu", "eu", "us"], |_, _| {}).await;
+    c.wait_converged(&[0, 1, 2], 3, FORM_DEADLINE).await;
+    let key = c.nodes[0].create_key("again").await;
+    let mut p1 = Publisher::ffmpeg(&c.nodes[1].rtmp_url(&key.key), PublishOpts::default());
+    wait_all_status(&c, &[0, 1, 2], "again", "ACTIVE", 1, LIVE_DEADLINE).await;
+    let path = "/hls/again/source/index.m3u8";
+    let first = playlist_past(&c, 1, path, 1).await;
+    let last_msn_1 = first.next_msn();
+    // The broadcaster drops and reconnects to another node.
+    p1.stop_gracefully().await.expect("ffmpeg stops");
+    wait_all_status(
+        &c,
+        &[0, 1, 2],
+        "again",
+        "ENDED_GRACEFULLY",
+        1,
+        Duration::from_secs(5),
+    )
+    .await;
+    let t = Instant::now();
+    let _p2 = Publisher::ffmpeg(&c.nodes[2].rtmp_url(&key.key), PublishOpts::default());
+    wait_all_status(&c, &[0, 1, 2], "again", "ACTIVE", 2, LIVE_DEADLINE).await;
+    eprintln!(
+        "republish -> ACTIVE everywhere after {} ms (ffmpeg start included)",
+        t.elapsed().as_millis()
+    );
+    // Same URL, on any node: the numbering continues past the first session's, and the new
+    // session is a discontinuity.
+    for i in [0, 2] {
+        let p = playlist_past(&c, i, path, last_msn_1).await;
+        assert!(
+            p.media_sequence >= last_msn_1,
+            "node{}: media sequence {} after {}",
+            i + 1,
+            p.media_sequence,
+            last_msn_1
+        );
+        let (_, text) = c.nodes[i].get_text(path).await;
+        assert!(text.contains("#EXT-X-DISCONTINUITY-SEQUENCE:1"), "{text}");
+    }
 }

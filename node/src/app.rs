@@ -46,6 +46,8 @@ pub struct App {
     pub registry: Arc<Cluster>,
     /// Events for WebSocket subscribers.
     pub hub: EventHub,
+    /// Replicas of streams originated by other nodes.
+    pub replicas: Arc<crate::cluster::replicate::Replicas>,
     /// Running trees, by stream.
     pub live: Mutex<HashMap<StreamName, LiveStream>>,
     /// Ingest counters of the latest session of each stream.
@@ -60,8 +62,18 @@ impl App {
         self: &Arc<Self>,
         stream: StreamName,
     ) -> Result<(Epoch, mpsc::Sender<IngestInput>), RegistryError> {
-        let epoch = self.registry.claim(stream.clone()).await?;
-        let media = StreamMedia::new(stream.clone(), epoch, self.config.media_config());
+        let (epoch, msn_base) = self
+            .registry
+            .claim_session(&stream, self.config.media.segment_target_ms)
+            .await?;
+        // The session continues the stream's timeline: media sequence numbers go on from the
+        // previous sessions', one discontinuity per new session.
+        let media_config = hivecast_actors::store::MediaConfig {
+            msn_base,
+            discontinuity_seq: epoch.0.saturating_sub(1),
+            ..self.config.media_config()
+        };
+        let media = StreamMedia::new(stream.clone(), epoch, media_config);
         self.store.insert(media.clone());
         let stats = Arc::new(IngestStats::default());
         self.stats
@@ -211,6 +223,7 @@ impl App {
     }
 
     fn fence(&self, stream: &StreamName, epoch: Epoch, status: StreamStatus) {
+        self.replicas.on_status(stream, epoch, status.is_live());
         let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
         let Some(l) = live.get(stream) else {
             return;

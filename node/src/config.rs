@@ -321,6 +321,7 @@ impl Config {
             segment_target: Duration::from_millis(self.media.segment_target_ms),
             part_target: Duration::from_millis(self.media.part_target_ms),
             window_segments: self.media.window_segments,
+            ..Default::default()
         }
     }
 }

@@ -53,7 +53,8 @@ async fn run(config: Option<std::path::PathBuf>) -> anyhow::Result<()> {
     let hub = EventHub::new(1024);
     let storage = Storage::open(&cfg.node.data_dir)
         .with_context(|| format!("opening storage in {}", cfg.node.data_dir.display()))?;
-    let registry = Cluster::start(&cfg, status_observer(&cfg, &storage, &hub))
+    let store = SegmentStore::new();
+    let registry = Cluster::start(&cfg, status_observer(&cfg, &storage, &hub), store.clone())
         .await
         .context("starting the registry")?;
     let (admin_token, generated) = resolve_admin_token(&cfg)?;
@@ -68,9 +69,10 @@ async fn run(config: Option<std::path::PathBuf>) -> anyhow::Result<()> {
     let app = Arc::new(App {
         config: cfg.clone(),
         admin_token: admin_token.clone(),
-        store: SegmentStore::new(),
+        store: store.clone(),
         storage: storage.clone(),
         registry: registry.clone(),
+        replicas: cluster::replicate::Replicas::new(registry.clone(), store),
         hub,
         live: Mutex::new(HashMap::new()),
         stats: Mutex::new(HashMap::new()),

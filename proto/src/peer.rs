@@ -110,6 +110,14 @@ pub enum RequestV1 {
         /// Its load.
         load: NodeLoad,
     },
+    /// Replicate a live session: the answer is a stream of [`MediaFrame`]s (a snapshot of
+    /// the current state, then every change as it is made) until the session ends.
+    Subscribe {
+        /// Stream name.
+        stream: String,
+        /// The session the subscriber expects (the registry's current epoch).
+        epoch: u64,
+    },
 }
 
 /// A response, versioned.
@@ -168,6 +176,165 @@ pub enum ErrorCode {
     Unavailable,
     /// The request is wrong.
     Invalid,
+}
+
+/// A pushed replication frame, versioned (length-prefixed with [`encode_frame`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum MediaFrame {
+    /// Version 1.
+    V1(MediaFrameV1),
+}
+
+/// Container format of a replicated track.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WireFormat {
+    /// CMAF (LL-HLS, DASH).
+    Cmaf,
+    /// MPEG-TS (HLS).
+    Ts,
+}
+
+/// Kind of a replicated track.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WireKind {
+    /// Video rendition.
+    Video,
+    /// The shared audio track.
+    Audio,
+}
+
+/// What manifests need to know about a track.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WireTrackInfo {
+    /// RFC 6381 codec string.
+    pub codec: String,
+    /// Video width.
+    pub width: Option<u32>,
+    /// Video height.
+    pub height: Option<u32>,
+    /// Video frame rate.
+    pub frame_rate: Option<f64>,
+    /// Audio sampling rate.
+    pub sample_rate: Option<u32>,
+    /// Audio channels.
+    pub channels: Option<u8>,
+    /// Track timescale.
+    pub timescale: u32,
+    /// Declared bandwidth, bit/s.
+    pub declared_bandwidth: u64,
+}
+
+/// Version 1 replication frames: the origin's store operations, replayed by the edge.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum MediaFrameV1 {
+    /// First frame: the session and its packaging parameters.
+    Session {
+        /// The session.
+        epoch: u64,
+        /// Segment target, ms.
+        segment_target_ms: u64,
+        /// Part target, ms.
+        part_target_ms: u64,
+        /// Segments listed.
+        window_segments: u32,
+        /// First media sequence number of the session.
+        msn_base: u64,
+        /// EXT-X-DISCONTINUITY-SEQUENCE.
+        discontinuity_seq: u64,
+    },
+    /// The video renditions in master-playlist order.
+    Renditions(Vec<String>),
+    /// Wall clock of media time zero, Unix ms.
+    StartWall(i64),
+    /// A track exists.
+    Track {
+        /// Format.
+        format: WireFormat,
+        /// Kind.
+        kind: WireKind,
+        /// Rendition.
+        rendition: String,
+    },
+    /// A track's init segment and description.
+    Init {
+        /// Format.
+        format: WireFormat,
+        /// Rendition.
+        rendition: String,
+        /// Init segment (CMAF).
+        init: Option<bytes::Bytes>,
+        /// Description.
+        info: WireTrackInfo,
+    },
+    /// A segment opens.
+    Begin {
+        /// Format.
+        format: WireFormat,
+        /// Rendition.
+        rendition: String,
+        /// Media sequence number.
+        msn: u64,
+        /// Start, track timescale.
+        start: u64,
+        /// Program date-time, Unix ms.
+        pdt_ms: i64,
+    },
+    /// A part of the open segment.
+    Part {
+        /// Format.
+        format: WireFormat,
+        /// Rendition.
+        rendition: String,
+        /// Its segment.
+        msn: u64,
+        /// Index in the segment.
+        index: u64,
+        /// Seconds.
+        duration: f64,
+        /// Starts with a keyframe.
+        independent: bool,
+        /// The bytes.
+        data: bytes::Bytes,
+    },
+    /// The open segment completes.
+    Finish {
+        /// Format.
+        format: WireFormat,
+        /// Rendition.
+        rendition: String,
+        /// Its msn.
+        msn: u64,
+        /// End, track timescale.
+        end: u64,
+        /// The whole segment (TS only).
+        data: Option<bytes::Bytes>,
+    },
+    /// The session ended (ENDLIST).
+    End,
+    /// The origin does not hold that session.
+    Refused {
+        /// Why.
+        reason: String,
+    },
+    /// The snapshot is complete: what follows are live changes.
+    SnapshotDone,
+    /// A track's measurements over every segment it completed (snapshot only): the longest
+    /// segment (TARGETDURATION) and the bitrates (BANDWIDTH), including segments that left the
+    /// window.
+    Stats {
+        /// Format.
+        format: WireFormat,
+        /// Rendition.
+        rendition: String,
+        /// Longest segment, seconds.
+        max_segment_duration: f64,
+        /// Highest per-segment bitrate, bit/s.
+        peak_bps: u64,
+        /// Bytes of all segments.
+        total_bytes: u64,
+        /// Seconds of all segments.
+        total_seconds: f64,
+    },
 }
 
 fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, WireError> {
@@ -340,6 +507,38 @@ mod tests {
         ));
     }
 
+    #[test]
+    fn media_frames_round_trip_through_the_frame_decoder() {
+        let frames = vec![
+            MediaFrame::V1(MediaFrameV1::Session {
+                epoch: 3,
+                segment_target_ms: 2000,
+                part_target_ms: 200,
+                window_segments: 6,
+                msn_base: 40,
+                discontinuity_seq: 2,
+            }),
+            MediaFrame::V1(MediaFrameV1::Part {
+                format: WireFormat::Cmaf,
+                rendition: "720p".into(),
+                msn: 41,
+                index: 3,
+                duration: 0.2,
+                independent: false,
+                data: bytes::Bytes::from(vec![7u8; 5000]),
+            }),
+            MediaFrame::V1(MediaFrameV1::End),
+        ];
+        let wire: Vec<u8> = frames.iter().flat_map(encode_frame).collect();
+        let mut d = FrameDecoder::new(MAX_MESSAGE);
+        d.push(&wire);
+        let mut got = Vec::new();
+        while let Some(f) = d.next_frame::<MediaFrame>().unwrap() {
+            got.push(f);
+        }
+        assert_eq!(got, frames);
+    }
+
     proptest! {
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
@@ -348,6 +547,9 @@ mod tests {
             let mut d = FrameDecoder::new(4096);
             d.push(&bytes);
             while let Ok(Some(_)) = d.next_frame::<PeerRequest>() {}
+            let mut d = FrameDecoder::new(4096);
+            d.push(&bytes);
+            while let Ok(Some(_)) = d.next_frame::<MediaFrame>() {}
         }
 
         #[test]

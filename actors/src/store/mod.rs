@@ -6,12 +6,18 @@
 //! track up in a concurrent map and clone the `Bytes` they need; a blocking playlist reload waits
 //! on the track's `watch` channel. Nothing here is an actor: the packagers write, handlers read.
 //!
-//! Invariants: a track's media sequence numbers only grow; a segment's bytes never change once
+//! Invariants: a track's media sequence numbers only grow (from [`MediaConfig::msn_base`], so a
+//! broadcaster's next session continues the timeline); a segment's bytes never change once
 //! published; URIs carry the epoch (`{epoch}-{msn}.m4s`), so names never repeat across
 //! publish sessions.
+//!
+//! Replication: every change is also published on the session's bounded feed as a [`MediaOp`];
+//! an edge node rebuilds the session from [`StreamMedia::snapshot_ops`] and then the feed
+//! ([`StreamMedia::follow`]), replaying both with [`StreamMedia::apply`] (see `replica.rs`).
 
 mod naming;
 mod render;
+mod replica;
 mod track;
 
 use std::collections::HashMap;
@@ -20,9 +26,11 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
+use tokio::sync::broadcast;
 
 pub use naming::{parse_media_name, MediaName};
 pub use render::master_playlist;
+pub use replica::{MediaOp, ReplicaError, TrackStats, FEED_CAPACITY};
 pub use track::{Part, PartLookup, Segment, TrackFormat, TrackInfo, TrackKind, TrackStore};
 
 use crate::types::{Epoch, RenditionId, StreamName};
@@ -36,6 +44,12 @@ pub struct MediaConfig {
     pub part_target: Duration,
     /// Complete segments listed in playlists (the live window).
     pub window_segments: usize,
+    /// Media sequence number of this session's first segment: a broadcaster's sessions continue
+    /// one timeline at the same URLs, so a new session starts where the previous one stopped.
+    pub msn_base: u64,
+    /// EXT-X-DISCONTINUITY-SEQUENCE of every media playlist of this session (how many session
+    /// changes the timeline went through before it).
+    pub discontinuity_seq: u64,
 }
 
 impl Default for MediaConfig {
@@ -44,6 +58,8 @@ impl Default for MediaConfig {
             segment_target: Duration::from_secs(2),
             part_target: Duration::from_millis(200),
             window_segments: 6,
+            msn_base: 0,
+            discontinuity_seq: 0,
         }
     }
 }
@@ -70,6 +86,8 @@ pub struct StreamMedia {
     /// The video renditions this session will have, in master-playlist order, once decided
     /// (source passthrough and/or the transcoded ladder). Masters and the MPD wait for all.
     video_renditions: RwLock<Option<Vec<RenditionId>>>,
+    /// Every change, for replication ([`StreamMedia::follow`]); each track holds a clone.
+    feed: broadcast::Sender<MediaOp>,
 }
 
 impl StreamMedia {
@@ -85,6 +103,7 @@ impl StreamMedia {
             mpd: Mutex::new(None),
             ended: AtomicBool::new(false),
             video_renditions: RwLock::new(None),
+            feed: broadcast::channel(FEED_CAPACITY).0,
         })
     }
 
@@ -109,8 +128,16 @@ impl StreamMedia {
             kind,
             self.epoch,
             self.config.clone(),
+            self.feed.clone(),
         ));
         guard.push(t.clone());
+        // Sent with the list locked (not the track): no op of this track can reach the feed
+        // before the op that creates it, even if another thread gets the track meanwhile.
+        replica::emit(&self.feed, || MediaOp::Track {
+            format,
+            kind,
+            rendition: t.rendition.clone(),
+        });
         t
     }
 
@@ -119,7 +146,8 @@ impl StreamMedia {
         *self
             .video_renditions
             .write()
-            .unwrap_or_else(|e| e.into_inner()) = Some(ids);
+            .unwrap_or_else(|e| e.into_inner()) = Some(ids.clone());
+        replica::emit(&self.feed, || MediaOp::Renditions(ids));
     }
 
     /// The session's video renditions, once decided.
@@ -168,9 +196,13 @@ impl StreamMedia {
 
     /// Record the wall clock of media time zero (first keyframe). Only the first call counts.
     pub fn set_start_wall_ms(&self, ms: i64) {
-        let _ = self
+        let set = self
             .start_wall_ms
-            .compare_exchange(0, ms, Ordering::AcqRel, Ordering::Acquire);
+            .compare_exchange(0, ms, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
+        if set && ms != 0 {
+            replica::emit(&self.feed, || MediaOp::StartWall(ms));
+        }
     }
 
     /// Wall clock of media time zero, if media has started.
@@ -182,6 +214,7 @@ impl StreamMedia {
     }
 
     /// Mark the session ended: every track gets ENDLIST and blocked readers wake.
+    /// (The one [`MediaOp::End`] of the feed comes from here, not from [`TrackStore::end`].)
     pub fn end(&self) {
         self.ended.store(true, Ordering::Release);
         for t in self.cmaf_tracks().into_iter().chain(self.ts_tracks()) {
@@ -191,6 +224,7 @@ impl StreamMedia {
             self.render(&t);
         }
         self.render_mpd();
+        replica::emit(&self.feed, || MediaOp::End);
     }
 
     /// Whether the publisher is gone.

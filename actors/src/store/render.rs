@@ -134,7 +134,7 @@ pub(crate) fn media_playlist(
         version: if ll { 9 } else { 3 },
         target_duration,
         media_sequence: listed_first_msn(&g, skip),
-        discontinuity_sequence: 0,
+        discontinuity_sequence: track.config.discontinuity_seq,
         independent_segments: true,
         server_control,
         part_inf,

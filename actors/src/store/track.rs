@@ -2,14 +2,16 @@
 //!
 //! Written by exactly one packager; read by any number of HTTP handlers. The lock is a std
 //! `RwLock` held only to copy `Bytes` handles in or out (never across an `.await`). Every change
-//! bumps the `watch` version so blocking reloads (`_HLS_msn`/`_HLS_part`) wake up.
+//! bumps the `watch` version so blocking reloads (`_HLS_msn`/`_HLS_part`) wake up, and, once the
+//! lock is released, goes out on the session's replication feed as a [`MediaOp`].
 
 use std::collections::VecDeque;
 use std::sync::RwLock;
 
 use bytes::{Bytes, BytesMut};
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 
+use super::replica::{emit, MediaOp, TrackStats};
 use super::MediaConfig;
 use crate::types::{Epoch, RenditionId};
 
@@ -135,6 +137,8 @@ pub struct TrackStore {
     pub(crate) config: MediaConfig,
     pub(crate) inner: RwLock<TrackInner>,
     version: watch::Sender<u64>,
+    /// The session's replication feed.
+    feed: broadcast::Sender<MediaOp>,
 }
 
 impl TrackStore {
@@ -144,15 +148,21 @@ impl TrackStore {
         kind: TrackKind,
         epoch: Epoch,
         config: MediaConfig,
+        feed: broadcast::Sender<MediaOp>,
     ) -> Self {
+        let inner = TrackInner {
+            next_msn: config.msn_base,
+            ..TrackInner::default()
+        };
         Self {
             rendition,
             format,
             kind,
             epoch,
             config,
-            inner: RwLock::new(TrackInner::default()),
+            inner: RwLock::new(inner),
             version: watch::channel(0).0,
+            feed,
         }
     }
 
@@ -168,49 +178,158 @@ impl TrackStore {
 
     /// Set the init segment (CMAF) and the track description.
     pub fn set_init(&self, init: Option<Bytes>, info: TrackInfo) {
-        let mut g = self.write();
-        g.init = init;
-        g.info = Some(info);
+        {
+            let mut g = self.write();
+            g.init = init.clone();
+            g.info = Some(info.clone());
+        }
+        emit(&self.feed, || MediaOp::Init {
+            format: self.format,
+            rendition: self.rendition.clone(),
+            init,
+            info,
+        });
     }
 
     /// Open a new segment starting at `start` (track timescale), returns its MSN.
     pub fn begin_segment(&self, start: u64, pdt_ms: i64) -> u64 {
-        let mut g = self.write();
-        let msn = g.next_msn;
-        g.next_msn += 1;
-        g.open = Some(OpenSegment {
+        let msn = {
+            let mut g = self.write();
+            let msn = g.next_msn;
+            g.next_msn += 1;
+            g.open = Some(OpenSegment {
+                msn,
+                start,
+                pdt_ms,
+                parts: Vec::new(),
+            });
+            msn
+        };
+        self.emit_begin(msn, start, pdt_ms);
+        msn
+    }
+
+    /// Replica side of [`Self::begin_segment`]: open segment `msn` unless it is below the next
+    /// MSN (already seen). An open segment is dropped (it can no longer complete here), and if
+    /// that or a jump past the next MSN loses segments, the complete ones go too: a playlist's
+    /// segments must have consecutive MSNs. Returns whether it applied.
+    pub(crate) fn replay_begin(&self, msn: u64, start: u64, pdt_ms: i64) -> bool {
+        {
+            let mut g = self.write();
+            if msn < g.next_msn {
+                return false;
+            }
+            if msn > g.next_msn || g.open.is_some() {
+                g.segments.clear();
+            }
+            g.next_msn = msn + 1;
+            g.open = Some(OpenSegment {
+                msn,
+                start,
+                pdt_ms,
+                parts: Vec::new(),
+            });
+        }
+        self.emit_begin(msn, start, pdt_ms);
+        true
+    }
+
+    fn emit_begin(&self, msn: u64, start: u64, pdt_ms: i64) {
+        emit(&self.feed, || MediaOp::Begin {
+            format: self.format,
+            rendition: self.rendition.clone(),
             msn,
             start,
             pdt_ms,
-            parts: Vec::new(),
         });
-        msn
     }
 
     /// Append a finished part to the open segment. Returns false if no segment is open.
     pub fn push_part(&self, duration: f64, independent: bool, data: Bytes) -> bool {
-        let mut g = self.write();
-        let Some(open) = g.open.as_mut() else {
-            return false;
+        let pushed = {
+            let mut g = self.write();
+            let Some(open) = g.open.as_mut() else {
+                return false;
+            };
+            let part = Part {
+                index: open.parts.len() as u64,
+                duration,
+                independent,
+                data,
+            };
+            open.parts.push(part.clone());
+            (open.msn, part)
         };
-        let index = open.parts.len() as u64;
-        open.parts.push(Part {
-            index,
-            duration,
-            independent,
-            data,
-        });
+        self.emit_part(pushed.0, pushed.1);
         true
+    }
+
+    /// Replica side of [`Self::push_part`]: append `part` if segment `msn` is open and `part` is
+    /// its next part. Returns whether it applied.
+    pub(crate) fn replay_part(&self, msn: u64, part: Part) -> bool {
+        {
+            let mut g = self.write();
+            let Some(open) = g.open.as_mut() else {
+                return false;
+            };
+            if open.msn != msn || part.index != open.parts.len() as u64 {
+                return false;
+            }
+            open.parts.push(part.clone());
+        }
+        self.emit_part(msn, part);
+        true
+    }
+
+    fn emit_part(&self, msn: u64, part: Part) {
+        emit(&self.feed, || MediaOp::Part {
+            format: self.format,
+            rendition: self.rendition.clone(),
+            msn,
+            part,
+        });
     }
 
     /// Close the open segment at `end` (track timescale). For CMAF the segment's bytes are its
     /// parts concatenated; for TS pass the whole segment in `data`.
     pub fn finish_segment(&self, end: u64, data: Option<Bytes>) {
-        let timescale = self.read().info.as_ref().map_or(90_000, |i| i.timescale);
-        let mut g = self.write();
-        let Some(open) = g.open.take() else {
-            return;
+        self.finish(None, end, data);
+    }
+
+    /// Replica side of [`Self::finish_segment`]: close segment `msn` if it is the open one
+    /// (making the same keep-or-drop decision). Returns whether it applied.
+    pub(crate) fn replay_finish(&self, msn: u64, end: u64, data: Option<Bytes>) -> bool {
+        self.finish(Some(msn), end, data)
+    }
+
+    /// Close the open segment (only if it is `expect`, when given) and publish the op.
+    fn finish(&self, expect: Option<u64>, end: u64, data: Option<Bytes>) -> bool {
+        let msn = {
+            let mut g = self.write();
+            let open = match g.open.take() {
+                Some(o) if expect.is_none_or(|m| m == o.msn) => o,
+                other => {
+                    g.open = other;
+                    return false;
+                }
+            };
+            let msn = open.msn;
+            self.close(&mut g, open, end, data.clone());
+            msn
         };
+        emit(&self.feed, || MediaOp::Finish {
+            format: self.format,
+            rendition: self.rendition.clone(),
+            msn,
+            end,
+            data,
+        });
+        true
+    }
+
+    /// List the segment that was open, unless it is empty.
+    fn close(&self, g: &mut TrackInner, open: OpenSegment, end: u64, data: Option<Bytes>) {
+        let timescale = g.info.as_ref().map_or(90_000, |i| i.timescale);
         let data = data.unwrap_or_else(|| {
             let len = open.parts.iter().map(|p| p.data.len()).sum();
             let mut buf = BytesMut::with_capacity(len);
@@ -251,7 +370,34 @@ impl TrackStore {
         }
     }
 
-    /// The publisher is gone: no more parts will come.
+    /// The measurements behind TARGETDURATION and the bandwidths.
+    pub(crate) fn stats(g: &TrackInner) -> TrackStats {
+        TrackStats {
+            max_segment_duration: g.max_segment_duration,
+            peak_bps: g.peak_bps,
+            total_bytes: g.total_bytes,
+            total_seconds: g.total_seconds,
+        }
+    }
+
+    /// Replica side of a snapshot's [`MediaOp::Stats`]: take over the origin's measurements.
+    pub(crate) fn replay_stats(&self, stats: TrackStats) {
+        {
+            let mut g = self.write();
+            g.max_segment_duration = stats.max_segment_duration;
+            g.peak_bps = stats.peak_bps;
+            g.total_bytes = stats.total_bytes;
+            g.total_seconds = stats.total_seconds;
+        }
+        emit(&self.feed, || MediaOp::Stats {
+            format: self.format,
+            rendition: self.rendition.clone(),
+            stats,
+        });
+    }
+
+    /// The publisher is gone: no more parts will come. (Nothing goes out on the feed: the
+    /// session's [`MediaOp::End`] comes from `StreamMedia::end`.)
     pub fn end(&self) {
         let mut g = self.write();
         g.ended = true;

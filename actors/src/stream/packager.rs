@@ -594,6 +594,7 @@ mod tests {
                 segment_target: Duration::from_secs(2),
                 part_target: Duration::from_millis(200),
                 window_segments: 6,
+                ..MediaConfig::default()
             },
         );
         media.set_start_wall_ms(1_000_000);

@@ -11,6 +11,7 @@
 //! [`Command::NodeDown`], which moves the streams that node originates to ERROR on every node.
 
 pub mod network;
+pub mod replicate;
 pub mod state;
 pub mod store;
 pub mod transport;
@@ -147,7 +148,11 @@ impl Cluster {
     /// Open the registry in `<data_dir>/raft`, bind the transport (if clustered) and start Raft.
     /// Returns once a standalone node's registry is ready; a clustered node joins in the
     /// background (see [`Cluster::wait_ready`]).
-    pub async fn start(cfg: &Config, observer: ChangeObserver) -> Result<Arc<Self>, ClusterError> {
+    pub async fn start(
+        cfg: &Config,
+        observer: ChangeObserver,
+        store: Arc<hivecast_actors::store::SegmentStore>,
+    ) -> Result<Arc<Self>, ClusterError> {
         let c = &cfg.cluster;
         let listen = c
             .listen_addr()
@@ -242,7 +247,10 @@ impl Cluster {
                 }
             }
             Some(t) => {
-                tokio::spawn(t.serve(Arc::new(PeerHandler(cluster.clone()))));
+                tokio::spawn(t.serve(Arc::new(PeerHandler {
+                    cluster: cluster.clone(),
+                    store,
+                })));
                 tokio::spawn(cluster.clone().join_loop());
                 tokio::spawn(cluster.clone().heartbeat_loop());
                 tokio::spawn(cluster.clone().failure_detector());
@@ -255,6 +263,18 @@ impl Cluster {
     /// Whether this node is clustered (has a transport).
     pub fn clustered(&self) -> bool {
         self.transport.is_some()
+    }
+
+    /// The transport (clustered nodes).
+    pub fn transport(&self) -> Option<&Arc<Transport>> {
+        self.transport.as_ref()
+    }
+
+    /// A member by name.
+    pub fn node_by_name(&self, name: &str) -> Option<PeerNode> {
+        let m = self.raft.metrics().borrow().membership_config.clone();
+        let found = m.membership().nodes().find(|(_, n)| n.name == name);
+        found.map(|(_, n)| n.clone())
     }
 
     /// Set the load sent in the next heartbeats.
@@ -788,6 +808,7 @@ impl Cluster {
                     },
                 }
             }
+            RequestV1::Subscribe { .. } => invalid("Subscribe opens a stream".into()),
             RequestV1::Heartbeat { from, load } => {
                 self.seen.lock().unwrap_or_else(|e| e.into_inner()).insert(
                     from,
@@ -857,11 +878,27 @@ fn load_tls(cfg: &Config, tls_dir: &str) -> Result<ClusterTls, ClusterError> {
 }
 
 /// The transport's handler: decode, dispatch, encode.
-struct PeerHandler(Arc<Cluster>);
+struct PeerHandler {
+    cluster: Arc<Cluster>,
+    store: Arc<hivecast_actors::store::SegmentStore>,
+}
 
 impl Handler for PeerHandler {
+    fn open_stream(&self, from: SocketAddr, req: &Bytes) -> Option<transport::StreamTask> {
+        let Ok(PeerRequest::V1(RequestV1::Subscribe { stream, epoch })) = PeerRequest::decode(req)
+        else {
+            return None;
+        };
+        let store = self.store.clone();
+        Some(Box::new(move |send| {
+            Box::pin(replicate::serve_subscription(
+                store, from, stream, epoch, send,
+            ))
+        }))
+    }
+
     fn handle(&self, from: SocketAddr, req: Bytes) -> BoxFuture<'static, Bytes> {
-        let c = self.0.clone();
+        let c = self.cluster.clone();
         Box::pin(async move {
             let resp = match PeerRequest::decode(&req) {
                 Ok(PeerRequest::V1(r)) => c.handle(r).await,
@@ -898,19 +935,30 @@ fn outcome_error(stream: &StreamName, o: Outcome) -> RegistryError {
     }
 }
 
+impl Cluster {
+    /// Claim `stream` for a new publish session here: its epoch and first media sequence
+    /// number (see [`state::msn_base`]).
+    pub async fn claim_session(
+        &self,
+        stream: &StreamName,
+        segment_target_ms: u64,
+    ) -> Result<(Epoch, u64), RegistryError> {
+        let cmd = Command::Claim {
+            stream: stream.to_string(),
+            origin: self.me.name.clone(),
+            at_ms: unix_ms_now(),
+            segment_target_ms,
+        };
+        match self.write(cmd).await? {
+            Outcome::Claimed { epoch, msn_base } => Ok((Epoch(epoch), msn_base)),
+            o => Err(outcome_error(stream, o)),
+        }
+    }
+}
+
 impl Registry for Cluster {
     fn claim(&self, stream: StreamName) -> BoxFuture<'_, Result<Epoch, RegistryError>> {
-        Box::pin(async move {
-            let cmd = Command::Claim {
-                stream: stream.to_string(),
-                origin: self.me.name.clone(),
-                at_ms: unix_ms_now(),
-            };
-            match self.write(cmd).await? {
-                Outcome::Claimed { epoch } => Ok(Epoch(epoch)),
-                o => Err(outcome_error(&stream, o)),
-            }
-        })
+        Box::pin(async move { Ok(self.claim_session(&stream, 2000).await?.0) })
     }
 
     fn set_status(

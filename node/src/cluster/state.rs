@@ -74,8 +74,11 @@ pub struct StreamRecord {
     /// Why it failed.
     pub error: Option<String>,
     /// The session's renditions, in playlist order (empty until decided).
-    #[serde(default)]
     pub renditions: Vec<String>,
+    /// When the stream's first session started (the timeline's origin), Unix ms.
+    pub first_started_at_ms: i64,
+    /// The first media sequence number of the current session (see [`msn_base`]).
+    pub msn_base: u64,
 }
 
 impl StreamRecord {
@@ -112,6 +115,8 @@ pub enum Command {
         origin: String,
         /// When.
         at_ms: i64,
+        /// The origin's segment target (for the session's first media sequence number).
+        segment_target_ms: u64,
     },
     /// Move a session to a new status.
     SetStatus {
@@ -156,6 +161,8 @@ pub enum Outcome {
     Claimed {
         /// The new epoch.
         epoch: u64,
+        /// The session's first media sequence number.
+        msn_base: u64,
     },
     /// A claim was refused: the stream is live under this epoch.
     AlreadyLive {
@@ -271,6 +278,7 @@ impl StateData {
                 stream,
                 origin,
                 at_ms,
+                segment_target_ms,
             } => {
                 let old = self.streams.get(stream);
                 if let Some(old) = old.filter(|o| o.status().is_live()) {
@@ -281,6 +289,16 @@ impl StateData {
                     return a;
                 }
                 let epoch = old.map_or(1, |o| o.epoch + 1);
+                let first_started_at_ms = old.map_or(*at_ms, |o| o.first_started_at_ms);
+                let base = old.map_or(0, |o| {
+                    msn_base(
+                        o.msn_base,
+                        first_started_at_ms,
+                        *at_ms,
+                        *segment_target_ms,
+                        epoch,
+                    )
+                });
                 self.streams.insert(
                     stream.clone(),
                     StreamRecord {
@@ -292,9 +310,14 @@ impl StateData {
                         ended_at_ms: None,
                         error: None,
                         renditions: Vec::new(),
+                        first_started_at_ms,
+                        msn_base: base,
                     },
                 );
-                a.outcome = Outcome::Claimed { epoch };
+                a.outcome = Outcome::Claimed {
+                    epoch,
+                    msn_base: base,
+                };
                 a.touched.push(Touched::Stream(stream.clone()));
                 a.changes.push(StatusChange {
                     stream: stream.clone(),
@@ -375,6 +398,25 @@ impl StateData {
     }
 }
 
+/// The first media sequence number of session `epoch` (> 1) claimed at `at_ms`, so the
+/// playlists at a stream's URLs keep growing across publish sessions (with a discontinuity).
+///
+/// Segments are at least the segment target long (they are cut at the first keyframe at or
+/// after it), so a session that started at `t_k` with base `b_k` has, at any time `s`, an msn
+/// of at most `b_k + (s - t_k) / target`. With `b_k = ceil((t_k - t0) / target) + k`, that is
+/// below `(s - t0) / target + k + 1`, which every later claim's base exceeds. So a new session
+/// never reuses a number of an older one, whichever node held it and even if nobody knows its
+/// last number (the origin died). Assumes node clocks agree to within a segment (NTP).
+pub fn msn_base(prev_base: u64, t0_ms: i64, at_ms: i64, target_ms: u64, epoch: u64) -> u64 {
+    let target = target_ms.max(1) as i128;
+    let elapsed = (i128::from(at_ms) - i128::from(t0_ms)).max(0);
+    let slots = (elapsed + target - 1) / target;
+    let by_clock = u64::try_from(slots)
+        .unwrap_or(u64::MAX / 2)
+        .saturating_add(epoch);
+    by_clock.max(prev_base.saturating_add(1))
+}
+
 fn set_status(
     rec: &mut StreamRecord,
     epoch: u64,
@@ -421,6 +463,7 @@ mod tests {
             stream: stream.into(),
             origin: origin.into(),
             at_ms: 1,
+            segment_target_ms: 2000,
         })
         .outcome
     }
@@ -439,7 +482,13 @@ mod tests {
     #[test]
     fn claims_bump_epochs_and_refuse_live_streams() {
         let mut s = StateData::default();
-        assert_eq!(claim(&mut s, "a", "n1"), Outcome::Claimed { epoch: 1 });
+        assert_eq!(
+            claim(&mut s, "a", "n1"),
+            Outcome::Claimed {
+                epoch: 1,
+                msn_base: 0
+            }
+        );
         assert_eq!(
             claim(&mut s, "a", "n2"),
             Outcome::AlreadyLive {
@@ -457,7 +506,13 @@ mod tests {
         );
         assert_eq!(status(&mut s, "a", 1, StreamStatus::Error), Outcome::Done);
         assert_eq!(s.streams["a"].error.as_deref(), Some("why"));
-        assert_eq!(claim(&mut s, "a", "n2"), Outcome::Claimed { epoch: 2 });
+        assert_eq!(
+            claim(&mut s, "a", "n2"),
+            Outcome::Claimed {
+                epoch: 2,
+                msn_base: 2
+            }
+        );
         assert_eq!(
             status(&mut s, "a", 1, StreamStatus::Active),
             Outcome::StaleEpoch { current: 2 }
@@ -507,6 +562,33 @@ mod tests {
             .outcome,
             Outcome::Unknown
         );
+    }
+
+    #[test]
+    fn session_timelines_never_overlap() {
+        use proptest::prelude::*;
+        // Sessions of segments >= the target, each claimed after the previous one's last
+        // segment started: the next base is always above every msn used before.
+        proptest!(|(sessions in proptest::collection::vec((0i64..30_000, 0u64..50, 2000u64..4000), 1..6))| {
+            let target = 2000u64;
+            let t0 = 1_000_000i64;
+            let (mut t, mut base, mut last_msn) = (t0, 0u64, None::<u64>);
+            for (k, (gap, segs, seg_ms)) in sessions.into_iter().enumerate() {
+                let epoch = k as u64 + 1;
+                if epoch > 1 {
+                    base = msn_base(base, t0, t, target, epoch);
+                }
+                if let Some(l) = last_msn {
+                    prop_assert!(base > l, "base {} after msn {}", base, l);
+                }
+                // `segs` segments of seg_ms each, starting at t.
+                if segs > 0 {
+                    last_msn = Some(base + segs - 1);
+                    t += (segs - 1) as i64 * seg_ms as i64;
+                }
+                t += 1 + gap;
+            }
+        });
     }
 
     #[test]

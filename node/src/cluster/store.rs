@@ -875,6 +875,7 @@ mod tests {
             stream: stream.into(),
             origin: origin.into(),
             at_ms,
+            segment_target_ms: 2000,
         }
     }
 
@@ -945,7 +946,10 @@ mod tests {
                 vec![
                     Outcome::Done,
                     Outcome::Done,
-                    Outcome::Claimed { epoch: 1 },
+                    Outcome::Claimed {
+                        epoch: 1,
+                        msn_base: 0
+                    },
                     Outcome::Done
                 ]
             );

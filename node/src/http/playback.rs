@@ -33,6 +33,8 @@ pub fn routes() -> Router<Arc<App>> {
 }
 
 const M3U8: &str = "application/vnd.apple.mpegurl";
+/// How long a request on an edge waits for the first replication snapshot of a stream.
+const REPLICA_WAIT: Duration = Duration::from_secs(3);
 /// Segment and part names carry epoch and sequence number and never repeat, so their bytes
 /// can be cached for as long as a cache likes.
 const IMMUTABLE: &str = "public, max-age=86400, immutable";
@@ -52,9 +54,24 @@ fn reply(body: Bytes, content_type: &'static str, cache: &'static str) -> Respon
 }
 
 /// The current session of a stream, or the right error: 410 if it ended, 404 otherwise.
-fn media_of(app: &App, stream: &str) -> Result<Arc<StreamMedia>, ApiError> {
+async fn media_of(app: &Arc<App>, stream: &str) -> Result<Arc<StreamMedia>, ApiError> {
     let name = stream_name(stream)?;
-    if let Some(m) = app.store.get(name.as_str()) {
+    let held = app.store.get(name.as_str());
+    let current = app.registry.stream(name.as_str());
+    // Not held here, or held in an older session than the registry's live one: replicate it
+    // from its origin (a few hundred ms on first request; later requests are local).
+    let stale = match (&held, &current) {
+        (Some(m), Some(r)) => m.epoch.0 < r.epoch && r.status().is_live(),
+        (None, Some(r)) => r.status().is_live(),
+        _ => false,
+    };
+    if stale {
+        if let Some(m) = app.replicas.fetch(&name, REPLICA_WAIT).await {
+            return Ok(m);
+        }
+    }
+    app.replicas.touch(name.as_str());
+    if let Some(m) = held {
         if !m.is_ended() && !app.registry.in_contact() {
             // Thawed after a freeze: what this node holds may be superseded. Catching up
             // takes a Raft round trip; players retry a 503.
@@ -83,20 +100,20 @@ async fn hls_master(
     State(app): State<Arc<App>>,
     ApiPath(stream): ApiPath<String>,
 ) -> Result<Response, ApiError> {
-    master(&app, &stream, TrackFormat::Ts)
+    master(&app, &stream, TrackFormat::Ts).await
 }
 
 async fn cmaf_master(
     State(app): State<Arc<App>>,
     ApiPath(stream): ApiPath<String>,
 ) -> Result<Response, ApiError> {
-    master(&app, &stream, TrackFormat::Cmaf)
+    master(&app, &stream, TrackFormat::Cmaf).await
 }
 
 /// A master playlist, rendered per request: it is small, requested once per viewer session,
 /// and carries the bandwidths measured so far.
-fn master(app: &App, stream: &str, format: TrackFormat) -> Result<Response, ApiError> {
-    let media = media_of(app, stream)?;
+async fn master(app: &Arc<App>, stream: &str, format: TrackFormat) -> Result<Response, ApiError> {
+    let media = media_of(app, stream).await?;
     master_playlist(&media, format)
         .map(|b| reply(b, M3U8, LIVE))
         .ok_or_else(|| ApiError::not_found(format!("stream {stream} has no segment yet")))
@@ -107,7 +124,7 @@ async fn mpd(
     ApiPath(stream): ApiPath<String>,
     headers: axum::http::HeaderMap,
 ) -> Result<Response, ApiError> {
-    let media = media_of(&app, &stream)?;
+    let media = media_of(&app, &stream).await?;
     let mpd = media
         .mpd()
         .ok_or_else(|| ApiError::not_found(format!("stream {stream} has no segment yet")))?;
@@ -146,7 +163,7 @@ async fn hls_file(
     ApiPath((stream, rendition, file)): ApiPath<(String, String, String)>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    let media = media_of(&app, &stream)?;
+    let media = media_of(&app, &stream).await?;
     let track = media
         .find(TrackFormat::Ts, &rendition)
         .ok_or_else(|| ApiError::not_found(format!("no rendition {rendition}")))?;
@@ -165,7 +182,7 @@ async fn cmaf_file(
     ApiPath((stream, rendition, file)): ApiPath<(String, String, String)>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    let media = media_of(&app, &stream)?;
+    let media = media_of(&app, &stream).await?;
     let track = media
         .find(TrackFormat::Cmaf, &rendition)
         .ok_or_else(|| ApiError::not_found(format!("no rendition {rendition}")))?;
