@@ -209,9 +209,16 @@ async fn killed_origin_fails_its_stream_everywhere_and_a_republish_elsewhere_con
         "the reason names the dead origin: {s}"
     );
 
-    // The broadcaster reconnects to node1: same name, new epoch, ACTIVE everywhere alive.
+    // The broadcaster reconnects to node1: same name, new epoch, ACTIVE everywhere alive, and
+    // the WebSocket viewers on node1 are told.
     let _p2 = Publisher::ffmpeg(&c.nodes[0].rtmp_url(&key.key), PublishOpts::default());
     wait_all_status(&c, &[0, 1], "live", "ACTIVE", 2, LIVE_DEADLINE).await;
+    ws.wait_for(
+        "ACTIVE epoch 2 on node1's WebSocket",
+        Duration::from_secs(2),
+        |m| m["status"] == "ACTIVE" && m["epoch"] == 2,
+    )
+    .await;
     assert_eq!(c.nodes[1].stream_status("live").await["origin"], "node1");
 }
 
@@ -253,6 +260,69 @@ async fn killed_leader_is_replaced_and_publishing_goes_on() {
         PublishOpts::default(),
     );
     wait_all_status(&c, &others, "after", "ACTIVE", 1, LIVE_DEADLINE).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frozen_leader_is_replaced_and_rejoins_as_a_follower_after_thaw() {
+    let mut c = TestCluster::start(&["eu", "eu", "us"], |_, _| {}).await;
+    let leader = c.wait_converged(&[0, 1, 2], 3, FORM_DEADLINE).await;
+    let li = c.index_of(&leader);
+    let others: Vec<usize> = (0..3).filter(|&i| i != li).collect();
+    // A stream that lives on a survivor keeps playing through the election.
+    let key = c.nodes[others[0]].create_key("steady").await;
+    let _p = Publisher::ffmpeg(
+        &c.nodes[others[0]].rtmp_url(&key.key),
+        PublishOpts::default(),
+    );
+    wait_all_status(&c, &[0, 1, 2], "steady", "ACTIVE", 1, LIVE_DEADLINE).await;
+    let path = "/hls/steady/source/index.m3u8";
+    let before = playlist_past(&c, others[1], path, 0).await.next_msn();
+
+    let frozen = Instant::now();
+    c.nodes[li].freeze().expect("SIGSTOP");
+    let new_leader = wait_until(
+        "a new leader while the old one is frozen",
+        Duration::from_secs(5),
+        async || {
+            let mut seen = None;
+            for &i in &others {
+                let l = c.view(i).await["leader"].as_str()?.to_owned();
+                if l == leader || seen.get_or_insert_with(|| l.clone()) != &l {
+                    return None;
+                }
+            }
+            seen
+        },
+    )
+    .await;
+    let took = frozen.elapsed();
+    eprintln!(
+        "leader {leader} frozen -> {new_leader} leads after {} ms",
+        took.as_millis()
+    );
+    assert!(took < Duration::from_secs(3), "new leader after {took:?}");
+    // Playback on the survivors went on (the edge replicates from the stream's origin), and
+    // a new key works.
+    playlist_past(&c, others[1], path, before).await;
+    let key2 = c.nodes[others[1]].create_key("during").await;
+    assert!(!key2.key.is_empty());
+
+    c.nodes[li].thaw().expect("SIGCONT");
+    wait_until(
+        "the thawed node to follow the new leader",
+        Duration::from_secs(5),
+        async || {
+            let v = c.view(li).await;
+            (v["leader"] == new_leader.as_str()).then_some(())
+        },
+    )
+    .await;
+    c.wait_converged(&[0, 1, 2], 3, Duration::from_secs(10))
+        .await;
+    assert_eq!(
+        status_of(&c.nodes[li].stream_status("steady").await),
+        "ACTIVE"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
