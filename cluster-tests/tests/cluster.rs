@@ -189,6 +189,9 @@ async fn killed_origin_fails_its_stream_everywhere_and_a_republish_elsewhere_con
     ))
     .await
     .expect("ws");
+    // A viewer on node1 (an edge: it replicates from node3).
+    let video = "/cmaf/live/source/index.m3u8";
+    let before = playlist_past(&c, 0, video, 1).await;
 
     let killed = Instant::now();
     c.nodes[2].kill();
@@ -220,6 +223,16 @@ async fn killed_origin_fails_its_stream_everywhere_and_a_republish_elsewhere_con
     )
     .await;
     assert_eq!(c.nodes[1].stream_status("live").await["origin"], "node1");
+    // The viewer's URL continues: later media sequence numbers, one discontinuity further.
+    let after = playlist_past(&c, 0, video, before.next_msn()).await;
+    assert!(
+        after.media_sequence >= before.next_msn(),
+        "{} then {}",
+        before.next_msn(),
+        after.media_sequence
+    );
+    let (_, text) = c.nodes[0].get_text(video).await;
+    assert!(text.contains("#EXT-X-DISCONTINUITY-SEQUENCE:1"), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -544,18 +557,20 @@ async fn an_edge_serves_the_origins_stream_with_the_same_numbers_and_bytes() {
         .expect("ffprobe the edge's TS HLS");
     assert!(probe.video().is_some(), "{probe:?}");
 
-    // The origin dies: the edge stops advertising segments that will not come (ENDLIST) once
-    // the registry says ERROR.
+    // The origin dies: once the registry says ERROR the edge stops announcing parts that will
+    // not come (no preload hint), and keeps the playlist open (no ENDLIST) for a new session.
     c.nodes[0].kill();
     wait_until(
-        "the edge to end its replica",
+        "the edge to stop announcing parts",
         Duration::from_secs(6),
         async || {
             let (code, body) = c.nodes[2].get_text(video).await;
-            (code != 200 || body.contains("#EXT-X-ENDLIST")).then_some(())
+            (code == 200 && !body.contains("#EXT-X-PRELOAD-HINT")).then_some(body)
         },
     )
     .await;
+    let (_, body) = c.nodes[2].get_text(video).await;
+    assert!(!body.contains("#EXT-X-ENDLIST"), "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -273,7 +273,7 @@ impl App {
         loop {
             tick.tick().await;
             for m in self.store.all() {
-                if !m.is_ended() {
+                if !m.is_over() {
                     continue;
                 }
                 let ended_at = match self.registry.stream(m.name.as_str()) {

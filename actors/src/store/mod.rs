@@ -83,6 +83,8 @@ pub struct StreamMedia {
     mpd: Mutex<Option<Bytes>>,
     /// The publisher is gone; playlists carry ENDLIST.
     ended: AtomicBool,
+    /// The session failed; see [`StreamMedia::interrupt`].
+    interrupted: AtomicBool,
     /// The video renditions this session will have, in master-playlist order, once decided
     /// (source passthrough and/or the transcoded ladder). Masters and the MPD wait for all.
     video_renditions: RwLock<Option<Vec<RenditionId>>>,
@@ -102,6 +104,7 @@ impl StreamMedia {
             ts: RwLock::new(Vec::new()),
             mpd: Mutex::new(None),
             ended: AtomicBool::new(false),
+            interrupted: AtomicBool::new(false),
             video_renditions: RwLock::new(None),
             feed: broadcast::channel(FEED_CAPACITY).0,
         })
@@ -230,6 +233,33 @@ impl StreamMedia {
     /// Whether the publisher is gone.
     pub fn is_ended(&self) -> bool {
         self.ended.load(Ordering::Acquire)
+    }
+
+    /// The session failed (publisher dropped, origin lost, fenced): playlists stop announcing
+    /// parts that will not come (no preload hint; blocking reloads answer at once) but get no
+    /// ENDLIST, so players keep reloading and a new session of the stream continues the same
+    /// URLs (higher media sequence numbers, next discontinuity sequence). Not replicated: edges
+    /// interrupt their replicas when the registry says ERROR.
+    pub fn interrupt(&self) {
+        if self.is_ended() {
+            return;
+        }
+        self.interrupted.store(true, Ordering::Release);
+        for t in self.cmaf_tracks().into_iter().chain(self.ts_tracks()) {
+            t.interrupt();
+            self.render(&t);
+        }
+        self.render_mpd();
+    }
+
+    /// Whether the session failed (see [`StreamMedia::interrupt`]).
+    pub fn is_interrupted(&self) -> bool {
+        self.interrupted.load(Ordering::Acquire)
+    }
+
+    /// Ended or interrupted: no more media will come.
+    pub fn is_over(&self) -> bool {
+        self.is_ended() || self.is_interrupted()
     }
 
     /// The current DASH MPD, once the first segment of every CMAF track exists.

@@ -93,7 +93,7 @@ pub(crate) fn media_playlist(
                 });
             }
         }
-        if !g.ended {
+        if !g.ended && !g.interrupted {
             let (msn, part) = match g.open.as_ref() {
                 Some(o) => (o.msn, o.parts.len() as u64),
                 None => (g.next_msn, 0),

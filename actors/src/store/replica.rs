@@ -940,6 +940,33 @@ mod tests {
     }
 
     #[test]
+    fn an_interrupted_session_stops_hinting_but_stays_open() {
+        let media = session(config());
+        let mut o = Origin::new(media.clone());
+        o.parts(15 + 5 + 2);
+        assert!(text(o.video.playlist()).contains("#EXT-X-PRELOAD-HINT"));
+        let next = o.video.next_msn();
+        assert!(
+            !o.video.has(next + 1, Some(0)),
+            "a future part blocks while live"
+        );
+        media.interrupt();
+        assert!(media.is_interrupted() && media.is_over() && !media.is_ended());
+        for t in [&o.video, &o.audio, &o.ts] {
+            let pl = text(t.playlist());
+            assert!(!pl.contains("#EXT-X-PRELOAD-HINT"), "{pl}");
+            assert!(!pl.contains("#EXT-X-ENDLIST"), "{pl}");
+        }
+        assert!(
+            o.video.has(next + 1, Some(0)),
+            "blocking reloads answer at once"
+        );
+        // A clean end afterwards still ends it.
+        media.end();
+        assert!(text(o.video.playlist()).contains("#EXT-X-ENDLIST"));
+    }
+
+    #[test]
     fn a_session_continues_the_previous_sessions_timeline() {
         let config = MediaConfig {
             msn_base: 40,

@@ -102,6 +102,9 @@ pub(crate) struct TrackInner {
     pub(crate) open: Option<OpenSegment>,
     pub(crate) next_msn: u64,
     pub(crate) ended: bool,
+    /// The session failed (publisher or origin lost): no preload hint, blocking reloads are
+    /// answered at once, but no ENDLIST either: a new session may continue the playlist.
+    pub(crate) interrupted: bool,
     pub(crate) playlist: Option<Bytes>,
     /// Longest segment seen, seconds (for TARGETDURATION).
     pub(crate) max_segment_duration: f64,
@@ -404,6 +407,12 @@ impl TrackStore {
         g.open = None;
     }
 
+    /// The session failed: stop announcing parts that will not come, keep the playlist open
+    /// (see [`crate::store::StreamMedia::interrupt`]).
+    pub fn interrupt(&self) {
+        self.write().interrupted = true;
+    }
+
     pub(crate) fn publish_playlist(&self, playlist: Option<Bytes>) {
         self.write().playlist = playlist;
         self.version.send_modify(|v| *v += 1);
@@ -467,7 +476,7 @@ impl TrackStore {
     /// (RFC 8216bis 6.2.5.2).
     pub fn has(&self, msn: u64, part: Option<u64>) -> bool {
         let g = self.read();
-        if g.ended {
+        if g.ended || g.interrupted {
             return true;
         }
         if g.playlist.is_none() {

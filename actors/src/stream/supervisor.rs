@@ -342,8 +342,8 @@ impl Actor for StreamSupervisor {
         _myself: ActorRef<Self::Msg>,
         state: &mut SupervisorState,
     ) -> Result<(), ActorProcessingErr> {
-        if !state.media.is_ended() {
-            state.media.end();
+        if !state.media.is_over() {
+            state.media.interrupt();
         }
         Ok(())
     }
@@ -396,8 +396,14 @@ async fn finish(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState) {
         Some(StreamOutcome::Failed(r)) => (StreamStatus::Error, Some(r)),
         None => (StreamStatus::Error, Some("stream stopped".to_owned())),
     };
-    // Viewers see the end in the playlists before (or with) the status change.
-    state.media.end();
+    // Viewers see the end in the playlists before (or with) the status change: ENDLIST for a
+    // clean end; for a failure the playlists stay open without announcing more parts, so a
+    // reconnecting broadcaster's new session continues them.
+    if status == StreamStatus::EndedGracefully {
+        state.media.end();
+    } else {
+        state.media.interrupt();
+    }
     let name = state.media.name.clone();
     if let Err(e) = state
         .registry

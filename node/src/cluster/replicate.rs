@@ -9,7 +9,8 @@
 //!
 //! Edge side ([`Replicas`]): one subscription per stream, started on demand, inserted in the
 //! local store once its snapshot is applied. It ends with the session (ENDLIST), when the
-//! registry moves the stream on (fencing: a newer epoch replaces it, an ended one is closed),
+//! registry moves the stream on (fencing: a newer epoch replaces it, a failed one is
+//! interrupted: no more part hints, no ENDLIST, so a new session continues the playlists),
 //! or after [`IDLE_AFTER`] without a viewer request on this node. A lost connection to a
 //! still-live origin is retried with a fresh snapshot (apply is idempotent).
 
@@ -456,8 +457,10 @@ impl Replicas {
             }
             drop(subs);
             if let Some(m) = self.store.get(stream.as_str()).filter(|m| m.epoch == old) {
-                // No more segments will come for this session: ENDLIST, no preload hints.
-                m.end();
+                // No more segments will come for this session: no preload hints. A clean end
+                // reaches the replica as the origin's End (ENDLIST); a failure leaves the
+                // playlists open for a new session to continue.
+                m.interrupt();
             }
             info!(%stream, epoch = old.0, "replica closed: the registry moved the stream on");
         }
@@ -499,9 +502,7 @@ impl Replicas {
             Ended::Refused(e) => debug!(%stream, reason = %e, "origin refused replication"),
         }
         if let Some(m) = media {
-            if !m.is_ended() {
-                m.end();
-            }
+            m.interrupt();
         }
         let mut subs = self.subs.lock().unwrap_or_else(|e| e.into_inner());
         if subs.get(&stream).is_some_and(|s| s.epoch == epoch) {

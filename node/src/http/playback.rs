@@ -69,10 +69,16 @@ async fn media_of(app: &Arc<App>, stream: &str) -> Result<Arc<StreamMedia>, ApiE
         if let Some(m) = app.replicas.fetch(&name, REPLICA_WAIT).await {
             return Ok(m);
         }
+        if held.is_some() {
+            // Never fall back to an older session while a newer one is live.
+            return Err(ApiError::unavailable(
+                "the stream's current session is not reachable from this node yet; retry",
+            ));
+        }
     }
     app.replicas.touch(name.as_str());
     if let Some(m) = held {
-        if !m.is_ended() && !app.registry.in_contact() {
+        if !m.is_over() && !app.registry.in_contact() {
             // Thawed after a freeze: what this node holds may be superseded. Catching up
             // takes a Raft round trip; players retry a 503.
             return Err(ApiError::unavailable(
