@@ -99,6 +99,17 @@ async fn three_nodes_form_one_registry_and_any_key_works_on_any_node() {
         let s = n.stream_status("demo").await;
         assert_eq!(s["origin"], "node3", "{s}");
     }
+    // The registry also carries the session's renditions, so a node that holds no media of
+    // the stream lists them too.
+    wait_until(
+        "node1 to list the renditions",
+        Duration::from_secs(10),
+        async || {
+            let s = c.nodes[0].stream_status("demo").await;
+            (s["renditions"] == serde_json::json!(["source"])).then_some(())
+        },
+    )
+    .await;
 
     // A clean unpublish is ENDED_GRACEFULLY everywhere, and a WebSocket on another node hears it.
     let mut ws = WsClient::connect(&format!(

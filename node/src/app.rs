@@ -52,6 +52,8 @@ pub struct App {
     pub live: Mutex<HashMap<StreamName, LiveStream>>,
     /// Ingest counters of the latest session of each stream.
     pub stats: Mutex<HashMap<StreamName, Arc<IngestStats>>>,
+    /// Viewer requests served (playback routes), for the load this node reports.
+    pub requests: std::sync::atomic::AtomicU64,
     /// One permit per stream this node may transcode at once (`transcode.capacity`).
     pub transcode_slots: Arc<tokio::sync::Semaphore>,
 }
@@ -74,6 +76,7 @@ impl App {
             ..self.config.media_config()
         };
         let media = StreamMedia::new(stream.clone(), epoch, media_config);
+        let media_handle = media.clone();
         self.store.insert(media.clone());
         let stats = Arc::new(IngestStats::default());
         self.stats
@@ -142,6 +145,31 @@ impl App {
                 supervisor: sup,
             },
         );
+        // Record the session's renditions in the registry once the ingest decided them, so every
+        // node can list them.
+        {
+            let (registry, media) = (self.registry.clone(), media_handle.clone());
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_millis(100));
+                for _ in 0..600 {
+                    tick.tick().await;
+                    if media.is_over() {
+                        return;
+                    }
+                    if let Some(ids) = media.video_renditions() {
+                        let cmd = crate::cluster::state::Command::SetRenditions {
+                            stream: media.name.to_string(),
+                            epoch: media.epoch.0,
+                            renditions: ids.iter().map(ToString::to_string).collect(),
+                        };
+                        if let Err(e) = registry.write(cmd).await {
+                            warn!(error = %e, "could not record the renditions");
+                        }
+                        return;
+                    }
+                }
+            });
+        }
         let app = self.clone();
         tokio::spawn(async move {
             let _ = handle.await;
@@ -246,10 +274,14 @@ impl App {
         let every = Duration::from_millis(self.config.cluster.heartbeat_ms.max(100));
         let mut tick = tokio::time::interval(every);
         let mut last = (std::time::Instant::now(), process_cpu_ticks());
+        let mut last_requests = 0u64;
         loop {
             tick.tick().await;
             let now = (std::time::Instant::now(), process_cpu_ticks());
             let secs = now.0.duration_since(last.0).as_secs_f64().max(1e-3);
+            let requests = self.requests.load(std::sync::atomic::Ordering::Relaxed);
+            let requests_per_s = (requests.saturating_sub(last_requests) as f64 / secs) as f32;
+            last_requests = requests;
             let cpu_pct = match (last.1, now.1) {
                 // Kernel clock ticks are 100 per second on Linux.
                 (Some(a), Some(b)) => (b.saturating_sub(a) as f64 / 100.0 / secs * 100.0) as f32,
@@ -260,7 +292,7 @@ impl App {
             self.registry.set_load(hivecast_proto::peer::NodeLoad {
                 cpu_pct,
                 streams,
-                requests_per_s: 0.0,
+                requests_per_s,
             });
         }
     }

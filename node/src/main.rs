@@ -76,6 +76,7 @@ async fn run(config: Option<std::path::PathBuf>) -> anyhow::Result<()> {
         hub,
         live: Mutex::new(HashMap::new()),
         stats: Mutex::new(HashMap::new()),
+        requests: std::sync::atomic::AtomicU64::new(0),
         transcode_slots: Arc::new(tokio::sync::Semaphore::new(cfg.transcode.capacity)),
     });
     tokio::spawn(listen::rtmp::serve(app.clone(), rtmp));

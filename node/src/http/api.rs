@@ -180,7 +180,8 @@ fn stream_json(app: &App, rec: &StreamRecord) -> Value {
                 .map(|t| t.rendition.to_string())
                 .collect(),
         })
-        .unwrap_or_default();
+        // A node that does not hold the session knows its renditions from the registry.
+        .unwrap_or_else(|| rec.renditions.clone());
     json!({
         "stream": rec.stream,
         "status": rec.status,

@@ -55,6 +55,8 @@ fn reply(body: Bytes, content_type: &'static str, cache: &'static str) -> Respon
 
 /// The current session of a stream, or the right error: 410 if it ended, 404 otherwise.
 async fn media_of(app: &Arc<App>, stream: &str) -> Result<Arc<StreamMedia>, ApiError> {
+    app.requests
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let name = stream_name(stream)?;
     let held = app.store.get(name.as_str());
     let current = app.registry.stream(name.as_str());
