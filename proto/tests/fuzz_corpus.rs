@@ -27,7 +27,7 @@ mod wire;
 type Check = fn(&[u8]);
 
 /// Every fuzz target and its check.
-const TARGETS: [(&str, Check); 10] = [
+const TARGETS: [(&str, Check); 11] = [
     ("rtmp_handshake", checks::rtmp_handshake),
     ("rtmp_session", checks::rtmp_session),
     ("amf0", checks::amf0),
@@ -38,6 +38,7 @@ const TARGETS: [(&str, Check); 10] = [
     ("h264_frames", checks::h264_frames),
     ("aac_config", checks::aac_config),
     ("hls_query", checks::hls_query),
+    ("peer_wire", checks::peer_wire),
 ];
 
 fn files(dir: &Path) -> Vec<PathBuf> {

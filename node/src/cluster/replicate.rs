@@ -25,8 +25,8 @@ use hivecast_actors::store::{
 };
 use hivecast_actors::types::{Epoch, RenditionId, StreamName};
 use hivecast_proto::peer::{
-    encode_frame, FrameDecoder, MediaFrame, MediaFrameV1, PeerRequest, RequestV1, WireFormat,
-    WireKind, WireTrackInfo, MAX_MESSAGE,
+    encode_frame, frame_body_len, FrameDecoder, MediaFrame, MediaFrameV1, PeerRequest, RequestV1,
+    WireFormat, WireKind, WireTrackInfo, MAX_MESSAGE,
 };
 use tokio::sync::broadcast::error::RecvError;
 use tracing::{debug, info, warn};
@@ -273,6 +273,12 @@ pub fn op_of(f: MediaFrameV1) -> Option<MediaOp> {
 
 async fn send_frame(send: &mut quinn::SendStream, f: MediaFrameV1) -> Result<(), String> {
     let bytes = encode_frame(&MediaFrame::V1(f));
+    if frame_body_len(&bytes) > MAX_MESSAGE {
+        return Err(format!(
+            "a {}-byte frame exceeds the {MAX_MESSAGE}-byte limit",
+            bytes.len()
+        ));
+    }
     match tokio::time::timeout(WRITE_STALL, send.write_all(&bytes)).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(format!("write: {e}")),

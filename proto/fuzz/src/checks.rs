@@ -18,10 +18,13 @@ use hivecast_proto::hls::{
     parse_blocking_request, parse_delivery_directives, DirectiveError, MediaPlaylist, PartEntry,
     PartInf, SegmentEntry,
 };
+use hivecast_proto::peer::{
+    encode_frame, FrameDecoder, MediaFrame, PeerRequest, PeerResponse, WireError,
+};
 use hivecast_proto::rtmp::{RtmpError, RtmpEvent, RtmpLimits, ServerConnection};
 use rml_rtmp::rml_amf0::{self, Amf0Value};
 
-use crate::formats::{split_aac, split_amf, split_frames, split_hls, split_sps};
+use crate::formats::{split_aac, split_amf, split_frames, split_hls, split_peer, split_sps};
 use crate::session::{self, amf_type, Op, Script};
 use crate::wire::msg_type;
 
@@ -437,6 +440,142 @@ pub fn hls_query(data: &[u8]) {
             advance,
             Ok(()),
             "satisfied now, yet refused as too far ahead"
+        );
+    }
+}
+
+/// Frame limit of the `peer_wire` frame decoder (a replication stream's media frames fit).
+pub const PEER_FRAME_LIMIT: usize = 64 * 1024;
+
+/// Bytes from another node (`hivecast_proto::peer`; layout in `formats::split_peer`: a cut
+/// selector, then the wire bytes): decoded whole with `PeerRequest::decode` and
+/// `PeerResponse::decode` (one message per QUIC stream), and fed to a
+/// `FrameDecoder::new(64 KiB)` pulling `MediaFrame`s (the replication push), once in one
+/// piece and once in two pieces split where the selector says.
+///
+/// Checks: a decoded message re-encodes to at most as many bytes as it was decoded from
+/// (postcard accepts over-long varints, so the input itself need not be canonical), and the
+/// re-encoding decodes to the same value and re-encodes to the same bytes. Frames: after
+/// every pull the decoder holds exactly what a reference walk of the stream says (a frame
+/// is taken whole, a header over the limit is `TooLarge` with the announced length before
+/// its body arrives, an incomplete frame is `Ok(None)` and consumes nothing, a malformed
+/// body is consumed with its header); `buffered()` never exceeds the bytes pushed; the
+/// frames, and the error that ends them, do not depend on the split; every frame goes back
+/// through `encode_frame` and a fresh decoder to the same value, in at most as many bytes.
+///
+/// "The same value": `PartialEq`, except that a NaN (`NodeLoad`'s f32s, `Part::duration`,
+/// `WireTrackInfo::frame_rate`, `Stats`' seconds) is never equal to itself, so values that differ under `==`
+/// must then have the same `Debug` text. The byte comparison of the re-encodings covers the
+/// NaN's bits exactly (postcard writes floats as raw little-endian bytes).
+pub fn peer_wire(data: &[u8]) {
+    let Some((cut, wire)) = split_peer(data) else {
+        return;
+    };
+    if let Ok(request) = PeerRequest::decode(wire) {
+        let bytes = request.encode();
+        assert!(bytes.len() <= wire.len(), "request re-encodes longer");
+        let again = PeerRequest::decode(&bytes).expect("a re-encoded request decodes");
+        assert_same(&request, &again);
+        assert_eq!(again.encode(), bytes);
+    }
+    if let Ok(response) = PeerResponse::decode(wire) {
+        let bytes = response.encode();
+        assert!(bytes.len() <= wire.len(), "response re-encodes longer");
+        let again = PeerResponse::decode(&bytes).expect("a re-encoded response decodes");
+        assert_same(&response, &again);
+        assert_eq!(again.encode(), bytes);
+    }
+    let whole = feed_frames(wire, &[wire.len()]);
+    let split = feed_frames(wire, &[cut, wire.len()]);
+    assert_eq!(
+        (&whole.0, &whole.1),
+        (&split.0, &split.1),
+        "frames depend on the split at {cut}"
+    );
+    if whole.1.is_none() {
+        assert_eq!(whole.2, split.2);
+    }
+}
+
+/// Pushes `wire` into a fresh frame decoder in pieces ending at each of `ends`, pulling
+/// `MediaFrame`s after every push until `Ok(None)` or an error (then it stops: the stream is
+/// unusable). Returns the frames' canonical encodings, the error, and what is left buffered.
+fn feed_frames(wire: &[u8], ends: &[usize]) -> (Vec<Vec<u8>>, Option<WireError>, usize) {
+    let mut d = FrameDecoder::new(PEER_FRAME_LIMIT);
+    let mut frames = Vec::new();
+    // Reference walk: bytes pushed so far, and where the next frame starts.
+    let (mut pushed, mut pos) = (0usize, 0usize);
+    for &end in ends {
+        d.push(&wire[pushed..end]);
+        pushed = end;
+        assert_eq!(d.buffered(), pushed - pos);
+        loop {
+            let pending = &wire[pos..pushed];
+            let announced = pending
+                .first_chunk::<4>()
+                .map(|h| u32::from_be_bytes(*h) as usize);
+            let result = d.next_frame::<MediaFrame>();
+            assert!(d.buffered() <= wire.len());
+            match (announced, result) {
+                (None, Ok(None)) => break,
+                (Some(len), Ok(None)) => {
+                    assert!(len <= PEER_FRAME_LIMIT && pending.len() < 4 + len);
+                    assert_eq!(d.buffered(), pending.len());
+                    break;
+                }
+                (Some(len), Ok(Some(frame))) => {
+                    assert!(len <= PEER_FRAME_LIMIT && pending.len() >= 4 + len);
+                    pos += 4 + len;
+                    assert_eq!(d.buffered(), pushed - pos);
+                    frames.push(frame_round_trip(&frame, len));
+                }
+                (Some(len), Err(e)) => {
+                    match &e {
+                        WireError::TooLarge { len: l, limit } => {
+                            assert_eq!((*l, *limit), (len, PEER_FRAME_LIMIT));
+                            assert!(len > PEER_FRAME_LIMIT);
+                            assert_eq!(d.buffered(), pending.len());
+                        }
+                        WireError::Malformed(_) => {
+                            assert!(len <= PEER_FRAME_LIMIT && pending.len() >= 4 + len);
+                            assert_eq!(d.buffered(), pending.len() - 4 - len);
+                        }
+                    }
+                    return (frames, Some(e), d.buffered());
+                }
+                (None, r) => panic!("{r:?} from fewer than 4 buffered bytes"),
+            }
+        }
+    }
+    (frames, None, d.buffered())
+}
+
+/// `frame`, decoded from a body of `body_len` bytes, through `encode_frame` and a fresh
+/// decoder. Returns its canonical body.
+fn frame_round_trip(frame: &MediaFrame, body_len: usize) -> Vec<u8> {
+    let framed = encode_frame(frame);
+    let (header, body) = framed.split_first_chunk::<4>().expect("a frame header");
+    assert_eq!(u32::from_be_bytes(*header) as usize, body.len());
+    assert!(body.len() <= body_len, "frame re-encodes longer");
+    let mut fresh = FrameDecoder::new(PEER_FRAME_LIMIT);
+    fresh.push(&framed);
+    let again = fresh
+        .next_frame::<MediaFrame>()
+        .expect("a re-encoded frame decodes")
+        .expect("a re-encoded frame is whole");
+    assert_eq!(fresh.buffered(), 0);
+    assert_same(frame, &again);
+    assert_eq!(encode_frame(&again), framed);
+    body.to_vec()
+}
+
+/// `a == b`, or the same `Debug` text where `==` fails because of a NaN.
+fn assert_same<T: PartialEq + std::fmt::Debug>(a: &T, b: &T) {
+    if a != b {
+        assert_eq!(
+            format!("{a:?}"),
+            format!("{b:?}"),
+            "changed in a round trip"
         );
     }
 }

@@ -78,3 +78,19 @@ pub fn split_amf(data: &[u8]) -> Option<(u8, &[u8])> {
 pub fn join_amf(selector: u8, body: &[u8]) -> Vec<u8> {
     [&[selector][..], body].concat()
 }
+
+/// `peer_wire` target: `cut:u8`, then node-to-node bytes. The bytes are decoded whole as a
+/// request and as a response, and fed to a frame decoder in two pieces, split after
+/// `len * cut / 255` bytes (0: everything in the second push, 255: everything in the first).
+/// The selector is not part of the wire bytes: a frame stream starts with the high byte of a
+/// length, which is 0 for every frame under the limit, so a cut taken from the stream's own
+/// first byte would never move.
+pub fn split_peer(data: &[u8]) -> Option<(usize, &[u8])> {
+    let (&cut, wire) = data.split_first()?;
+    Some((wire.len() * usize::from(cut) / 255, wire))
+}
+
+/// Inverse of [`split_peer`].
+pub fn join_peer(cut: u8, wire: &[u8]) -> Vec<u8> {
+    [&[cut][..], wire].concat()
+}

@@ -25,6 +25,10 @@ use hivecast_proto::codec::aac::AacConfig;
 use hivecast_proto::codec::h264::{self, AvcConfig};
 use hivecast_proto::flv::file::{FlvFileReader, TAG_AUDIO, TAG_VIDEO};
 use hivecast_proto::flv::{self, FlvAudio, FlvVideo};
+use hivecast_proto::peer::{
+    encode_frame, ErrorCode, MediaFrame, MediaFrameV1, NodeLoad, PeerNode, PeerRequest,
+    PeerResponse, RaftRpc, RequestV1, ResponseV1, WireFormat, WireKind, WireTrackInfo,
+};
 use hivecast_proto::rtmp::RtmpLimits;
 use hivecast_proto_fuzz::formats;
 use hivecast_proto_fuzz::session::{self, Op, Script, FLAG_SMALL_FEEDS};
@@ -600,6 +604,269 @@ fn aac_seeds(seeds: &mut Seeds) -> Result<()> {
     Ok(())
 }
 
+/// Node-to-node messages as a node writes them (`hivecast_proto::peer`): every request and
+/// response variant, encoded whole, and replication pushes as framed `MediaFrame` streams
+/// (a session snapshot with CMAF and TS tracks, then live changes and the end; a refusal).
+/// The nodes' own bytes cannot be recorded here (the QUIC transport encrypts them), so the
+/// messages are built from the types, with the values a small cluster uses.
+fn peer_seeds(seeds: &mut Seeds) {
+    let node = |name: &str, port: u16| PeerNode {
+        name: name.into(),
+        region: "eu-west".into(),
+        quic: format!("127.0.0.1:{}", 7000 + port),
+        http: format!("http://127.0.0.1:{}", 8080 + port),
+        rtmp: format!("127.0.0.1:{}", 1935 + port),
+    };
+    // Raft and registry bodies are opaque to proto (the node encodes them with postcard).
+    let raft_body = |n: u8| (0..40u8).map(|i| i.wrapping_mul(n)).collect::<Vec<u8>>();
+    let requests = [
+        ("hello", RequestV1::Hello { from: node("a", 0) }),
+        ("join", RequestV1::Join { node: node("b", 1) }),
+        (
+            "raft-append-entries",
+            RequestV1::Raft {
+                rpc: RaftRpc::AppendEntries,
+                body: raft_body(3),
+            },
+        ),
+        (
+            "raft-vote",
+            RequestV1::Raft {
+                rpc: RaftRpc::Vote,
+                body: raft_body(5),
+            },
+        ),
+        (
+            "raft-install-snapshot",
+            RequestV1::Raft {
+                rpc: RaftRpc::InstallSnapshot,
+                body: raft_body(7),
+            },
+        ),
+        (
+            "write",
+            RequestV1::Write {
+                body: b"\x01\x04demo\x2a".to_vec(),
+            },
+        ),
+        (
+            "heartbeat",
+            RequestV1::Heartbeat {
+                from: "c".into(),
+                load: NodeLoad {
+                    cpu_pct: 37.5,
+                    streams: 2,
+                    requests_per_s: 120.25,
+                },
+            },
+        ),
+        (
+            "subscribe",
+            RequestV1::Subscribe {
+                stream: "demo".into(),
+                epoch: 3,
+            },
+        ),
+    ];
+    for (name, r) in requests {
+        let wire = PeerRequest::V1(r).encode();
+        seeds.add(
+            "peer_wire",
+            format!("request-{name}"),
+            formats::join_peer(0, &wire),
+        );
+    }
+    let error = |code, message: &str| ResponseV1::Error {
+        code,
+        message: message.into(),
+    };
+    let responses = [
+        (
+            "hello",
+            ResponseV1::Hello {
+                node: node("b", 1),
+                initialized: true,
+                leader: Some(node("a", 0)),
+            },
+        ),
+        (
+            "hello-uninitialized",
+            ResponseV1::Hello {
+                node: node("c", 2),
+                initialized: false,
+                leader: None,
+            },
+        ),
+        ("joined", ResponseV1::Joined),
+        (
+            "not-leader",
+            ResponseV1::NotLeader {
+                leader: Some(node("a", 0)),
+            },
+        ),
+        ("not-leader-unknown", ResponseV1::NotLeader { leader: None }),
+        (
+            "raft",
+            ResponseV1::Raft {
+                body: raft_body(11),
+            },
+        ),
+        (
+            "write",
+            ResponseV1::Write {
+                body: b"\x00\x03".to_vec(),
+            },
+        ),
+        ("ack", ResponseV1::Ack),
+        (
+            "error-version",
+            error(ErrorCode::Version, "unknown message version"),
+        ),
+        (
+            "error-unavailable",
+            error(ErrorCode::Unavailable, "no leader yet"),
+        ),
+        ("error-invalid", error(ErrorCode::Invalid, "unknown stream")),
+    ];
+    for (name, r) in responses {
+        let wire = PeerResponse::V1(r).encode();
+        seeds.add(
+            "peer_wire",
+            format!("response-{name}"),
+            formats::join_peer(0, &wire),
+        );
+    }
+
+    let info = |codec: &str, video: bool| WireTrackInfo {
+        codec: codec.into(),
+        width: video.then_some(1280),
+        height: video.then_some(720),
+        frame_rate: video.then_some(29.97),
+        sample_rate: (!video).then_some(48_000),
+        channels: (!video).then_some(2),
+        timescale: if video { 90_000 } else { 48_000 },
+        declared_bandwidth: if video { 2_500_000 } else { 128_000 },
+    };
+    let part = |format, rendition: &str, msn, index, independent, len: usize| MediaFrameV1::Part {
+        format,
+        rendition: rendition.into(),
+        msn,
+        index,
+        duration: 0.2,
+        independent,
+        data: Bytes::from((0..len).map(|i| (i % 251) as u8).collect::<Vec<u8>>()),
+    };
+    let session = [
+        MediaFrameV1::Session {
+            epoch: 3,
+            segment_target_ms: 2000,
+            part_target_ms: 200,
+            window_segments: 6,
+            msn_base: 40,
+            discontinuity_seq: 2,
+        },
+        MediaFrameV1::Renditions(vec!["720p".into(), "360p".into()]),
+        MediaFrameV1::StartWall(1_767_225_600_000),
+        MediaFrameV1::Track {
+            format: WireFormat::Cmaf,
+            kind: WireKind::Video,
+            rendition: "720p".into(),
+        },
+        MediaFrameV1::Track {
+            format: WireFormat::Cmaf,
+            kind: WireKind::Audio,
+            rendition: "audio".into(),
+        },
+        MediaFrameV1::Track {
+            format: WireFormat::Ts,
+            kind: WireKind::Video,
+            rendition: "720p".into(),
+        },
+        MediaFrameV1::Init {
+            format: WireFormat::Cmaf,
+            rendition: "720p".into(),
+            init: Some(Bytes::from_static(b"\0\0\0\x18ftypiso6\0\0\0\0iso6cmfc")),
+            info: info("avc1.64001f", true),
+        },
+        MediaFrameV1::Init {
+            format: WireFormat::Cmaf,
+            rendition: "audio".into(),
+            init: Some(Bytes::from_static(b"\0\0\0\x18ftypiso6\0\0\0\0iso6cmfc")),
+            info: info("mp4a.40.2", false),
+        },
+        MediaFrameV1::Init {
+            format: WireFormat::Ts,
+            rendition: "720p".into(),
+            init: None,
+            info: info("avc1.64001f", true),
+        },
+        MediaFrameV1::Begin {
+            format: WireFormat::Cmaf,
+            rendition: "720p".into(),
+            msn: 41,
+            start: 3_690_000,
+            pdt_ms: 1_767_225_641_000,
+        },
+        part(WireFormat::Cmaf, "720p", 41, 0, true, 3000),
+        part(WireFormat::Cmaf, "720p", 41, 1, false, 600),
+        MediaFrameV1::Finish {
+            format: WireFormat::Cmaf,
+            rendition: "720p".into(),
+            msn: 41,
+            end: 3_870_000,
+            data: None,
+        },
+        MediaFrameV1::Stats {
+            format: WireFormat::Cmaf,
+            rendition: "720p".into(),
+            max_segment_duration: 2.002,
+            peak_bps: 2_730_000,
+            total_bytes: 615_000,
+            total_seconds: 2.002,
+        },
+        MediaFrameV1::SnapshotDone,
+        MediaFrameV1::Begin {
+            format: WireFormat::Ts,
+            rendition: "720p".into(),
+            msn: 42,
+            start: 3_870_000,
+            pdt_ms: 1_767_225_643_000,
+        },
+        part(WireFormat::Ts, "720p", 42, 0, true, 376),
+        MediaFrameV1::Finish {
+            format: WireFormat::Ts,
+            rendition: "720p".into(),
+            msn: 42,
+            end: 4_050_000,
+            data: Some(Bytes::from(vec![0x47; 376])),
+        },
+        MediaFrameV1::End,
+    ];
+    let stream = |frames: &[MediaFrameV1]| -> Vec<u8> {
+        frames
+            .iter()
+            .flat_map(|f| encode_frame(&MediaFrame::V1(f.clone())))
+            .collect()
+    };
+    // Cut the session stream in the middle, and early (1/255 of it: in the first frames).
+    let wire = stream(&session);
+    for (name, cut) in [("mid", 128), ("early", 1)] {
+        seeds.add(
+            "peer_wire",
+            format!("media-session-cut-{name}"),
+            formats::join_peer(cut, &wire),
+        );
+    }
+    let refused = MediaFrameV1::Refused {
+        reason: "no session 3 of demo here".into(),
+    };
+    seeds.add(
+        "peer_wire",
+        "media-refused".into(),
+        formats::join_peer(128, &stream(&[refused])),
+    );
+}
+
 fn extract(args: &[String]) -> Result<()> {
     let out = PathBuf::from(&args[0]);
     let mut seeds = Seeds::default();
@@ -618,5 +885,6 @@ fn extract(args: &[String]) -> Result<()> {
     }
     hls_seeds(&mut seeds);
     aac_seeds(&mut seeds)?;
+    peer_seeds(&mut seeds);
     seeds.write(&out)
 }
