@@ -771,37 +771,16 @@ impl Transport {
         timeout: Duration,
     ) -> Result<Bytes, TransportError> {
         let limit = self.max_message;
-        if req.len() > limit {
-            return Err(TransportError::TooLarge { limit });
-        }
         let deadline = tokio::time::Instant::now() + timeout;
-        let conn = tokio::time::timeout_at(deadline, self.connection(peer))
-            .await
-            .map_err(|_| TransportError::Timeout {
-                peer,
-                what: "connect",
-            })??;
-        let exchange = async {
-            let (send, mut recv) = conn.open_bi().await.map_err(|e| connection_lost(peer, e))?;
-            let mut send = SendGuard::new(send);
-            send.stream()
-                .write_all(req)
-                .await
-                .map_err(|e| write_error(peer, e, limit))?;
-            send.finish()
-                .map_err(|e| TransportError::Stream(format!("finishing request to {peer}: {e}")))?;
-            let resp = recv
-                .read_to_end(limit)
-                .await
-                .map_err(|e| read_error(peer, e, limit))?;
-            Ok(Bytes::from(resp))
-        };
-        let result = tokio::time::timeout_at(deadline, exchange)
-            .await
-            .unwrap_or(Err(TransportError::Timeout {
+        let (conn, mut recv) = self.send_request(peer, req, deadline).await?;
+        let result = match tokio::time::timeout_at(deadline, recv.read_to_end(limit)).await {
+            Ok(Ok(resp)) => Ok(Bytes::from(resp)),
+            Ok(Err(e)) => Err(read_error(peer, e, limit)),
+            Err(_) => Err(TransportError::Timeout {
                 peer,
                 what: "request",
-            }));
+            }),
+        };
         if result.is_err() {
             self.evict_if_closed(peer, &conn);
         }
@@ -818,8 +797,22 @@ impl Transport {
         req: &[u8],
         timeout: Duration,
     ) -> Result<RecvStream, TransportError> {
-        let limit = self.max_message;
         let deadline = tokio::time::Instant::now() + timeout;
+        Ok(self.send_request(peer, req, deadline).await?.1)
+    }
+
+    /// Connect (or reuse the cached connection), open a bidi stream, write `req` and finish
+    /// the send side, all by `deadline`. On failure a closed connection leaves the cache.
+    async fn send_request(
+        &self,
+        peer: SocketAddr,
+        req: &[u8],
+        deadline: tokio::time::Instant,
+    ) -> Result<(Connection, RecvStream), TransportError> {
+        let limit = self.max_message;
+        if req.len() > limit {
+            return Err(TransportError::TooLarge { limit });
+        }
         let conn = tokio::time::timeout_at(deadline, self.connection(peer))
             .await
             .map_err(|_| TransportError::Timeout {
@@ -837,17 +830,20 @@ impl Transport {
                 .map_err(|e| TransportError::Stream(format!("finishing request to {peer}: {e}")))?;
             Ok(recv)
         };
-        let result =
-            tokio::time::timeout_at(deadline, open)
-                .await
-                .unwrap_or(Err(TransportError::Timeout {
+        match tokio::time::timeout_at(deadline, open).await {
+            Ok(Ok(recv)) => Ok((conn, recv)),
+            Ok(Err(e)) => {
+                self.evict_if_closed(peer, &conn);
+                Err(e)
+            }
+            Err(_) => {
+                self.evict_if_closed(peer, &conn);
+                Err(TransportError::Timeout {
                     peer,
-                    what: "open stream",
-                }));
-        if result.is_err() {
-            self.evict_if_closed(peer, &conn);
+                    what: "request",
+                })
+            }
         }
-        result
     }
 
     /// Open a unidirectional stream to `peer` (for long-lived pushes, e.g. media
