@@ -118,6 +118,9 @@ pub enum RequestV1 {
         /// The session the subscriber expects (the registry's current epoch).
         epoch: u64,
     },
+    /// To the leader: confirm leadership with a quorum and answer the committed log index (a
+    /// node that stalled waits until it has applied that much before serving live media).
+    ReadIndex,
 }
 
 /// A response, versioned.
@@ -164,6 +167,11 @@ pub enum ResponseV1 {
         code: ErrorCode,
         /// For humans.
         message: String,
+    },
+    /// Answer to `ReadIndex`: the leader's committed index, confirmed by a quorum.
+    ReadIndex {
+        /// Log index.
+        index: u64,
     },
 }
 

@@ -42,6 +42,9 @@ use self::store::{ChangeObserver, StateReader};
 use self::transport::{ClusterTls, Handler, Transport};
 use crate::config::Config;
 
+/// A gap this long between two 100 ms ticks means the process was stalled (frozen, starved).
+const STALL: Duration = Duration::from_secs(1);
+
 /// How long a registry write may look for a leader before it fails.
 const WRITE_DEADLINE: Duration = Duration::from_secs(5);
 
@@ -138,10 +141,10 @@ pub struct Cluster {
     load: Mutex<NodeLoad>,
     join_lock: tokio::sync::Mutex<()>,
     started: Instant,
-    /// When this follower last heard the leader, and the commit index it announced.
-    leader_contact: Mutex<Option<(Instant, u64)>>,
     /// Set when this process was seen to stall; cleared once caught up.
     suspect_since: Mutex<Option<Instant>>,
+    /// The stall detector's last tick.
+    last_tick: Mutex<Instant>,
 }
 
 impl Cluster {
@@ -231,8 +234,8 @@ impl Cluster {
             load: Mutex::new(NodeLoad::default()),
             join_lock: tokio::sync::Mutex::new(()),
             started: Instant::now(),
-            leader_contact: Mutex::new(None),
             suspect_since: Mutex::new(None),
+            last_tick: Mutex::new(Instant::now()),
         });
         match transport {
             None => {
@@ -322,50 +325,94 @@ impl Cluster {
         }
     }
 
-    /// Whether this node may treat its registry view as current. False only after this process
-    /// was frozen or starved (a gap of over a second between two 100 ms ticks, e.g. SIGSTOP),
-    /// until it has heard the leader again and applied what the leader had committed then. So a
-    /// thawed node does not serve what it held before the freeze as live while the cluster may
-    /// have moved on; a leader election alone does not make a node stale.
+    /// Whether this node may treat its registry view as current. False while this process is
+    /// stalled or just was (a gap of over a second between two 100 ms ticks, e.g. SIGSTOP), until
+    /// it has applied the log up to the index the leader confirmed with a quorum after the
+    /// stall (a read index). So a thawed node does not serve what it held before the freeze as
+    /// live while the cluster may have moved on; a leader election alone does not make a node
+    /// stale.
     pub fn in_contact(&self) -> bool {
-        let Some(since) = *self.suspect_since.lock().unwrap_or_else(|e| e.into_inner()) else {
-            return true;
-        };
-        let m = self.raft.metrics().borrow().clone();
-        let caught_up = if m.state == ServerState::Leader {
-            m.millis_since_quorum_ack
-                .is_some_and(|ms| u128::from(ms) < since.elapsed().as_millis())
-        } else {
-            let contact = *self
-                .leader_contact
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            contact.is_some_and(|(at, commit)| {
-                at > since && self.state.last_applied_index().unwrap_or(0) >= commit
-            })
-        };
-        if caught_up {
-            *self.suspect_since.lock().unwrap_or_else(|e| e.into_inner()) = None;
-            info!("caught up with the cluster after a stall");
+        let last_tick = *self.last_tick.lock().unwrap_or_else(|e| e.into_inner());
+        if last_tick.elapsed() > STALL {
+            // Stalled right now, or thawed before the detector task ran again.
+            return false;
         }
-        caught_up
+        self.suspect_since
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_none()
     }
 
-    /// Notice stalls of this process (SIGSTOP, a starved machine): see [`Cluster::in_contact`].
+    /// Notice stalls of this process (SIGSTOP, a starved machine) and catch up after one: see
+    /// [`Cluster::in_contact`].
     async fn stall_detector(self: Arc<Self>) {
-        let mut last = Instant::now();
         loop {
             tokio::time::sleep(Duration::from_millis(100)).await;
             let now = Instant::now();
-            let gap = now.duration_since(last);
-            last = now;
-            if gap > Duration::from_secs(1) {
+            let gap = {
+                let mut last = self.last_tick.lock().unwrap_or_else(|e| e.into_inner());
+                let gap = now.duration_since(*last);
+                *last = now;
+                gap
+            };
+            if gap > STALL {
                 warn!(
                     gap_ms = gap.as_millis() as u64,
-                    "process stalled: serving as stale until caught up with the cluster"
+                    "process stalled: live media answers 503 until caught up with the cluster"
                 );
                 *self.suspect_since.lock().unwrap_or_else(|e| e.into_inner()) = Some(now);
+                self.catch_up().await;
+                *self.suspect_since.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                info!(
+                    after_ms = now.elapsed().as_millis() as u64,
+                    "caught up with the cluster after a stall"
+                );
             }
+        }
+    }
+
+    /// Get a read index from the leader (asked now, so it covers everything committed while
+    /// this node was stalled) and wait until the local state machine has applied it.
+    async fn catch_up(&self) {
+        loop {
+            if let Some(index) = self.read_index().await {
+                let mut m = self.raft.metrics();
+                let applied = m
+                    .wait_for(|v| v.last_applied.is_some_and(|l| l.index >= index))
+                    .await;
+                if applied.is_ok() {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn read_index(&self) -> Option<u64> {
+        if self.raft.metrics().borrow().state == ServerState::Leader {
+            return self
+                .raft
+                .ensure_linearizable()
+                .await
+                .ok()
+                .map(|l| l.map_or(0, |l| l.index));
+        }
+        let leader = {
+            let m = self.raft.metrics().borrow().clone();
+            m.current_leader
+                .and_then(|l| m.membership_config.membership().get_node(&l).cloned())?
+        };
+        let addr: SocketAddr = leader.quic.parse().ok()?;
+        match call(
+            self.transport.as_ref()?,
+            addr,
+            RequestV1::ReadIndex,
+            self.settings.rpc_timeout,
+        )
+        .await
+        {
+            Ok(ResponseV1::ReadIndex { index }) => Some(index),
+            _ => None,
         }
     }
 
@@ -721,7 +768,9 @@ impl Cluster {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            if self.raft.metrics().borrow().state != ServerState::Leader {
+            // A node that just stalled (frozen, starved) has stale observations of everyone:
+            // it must not declare anyone down, and it may not be the leader any more.
+            if self.raft.metrics().borrow().state != ServerState::Leader || !self.in_contact() {
                 continue;
             }
             let m = self.raft.metrics().borrow().membership_config.clone();
@@ -754,7 +803,8 @@ impl Cluster {
                     ),
                     at_ms: unix_ms_now(),
                 };
-                if let Err(e) = self.write(cmd).await {
+                // Only as the leader, never forwarded: a deposed leader's verdict is stale.
+                if let Err(e) = self.raft.client_write(cmd).await {
                     warn!(error = %e, "could not record a node down");
                 }
             }
@@ -809,6 +859,15 @@ impl Cluster {
                 }
             }
             RequestV1::Subscribe { .. } => invalid("Subscribe opens a stream".into()),
+            RequestV1::ReadIndex => match self.raft.ensure_linearizable().await {
+                Ok(l) => ResponseV1::ReadIndex {
+                    index: l.map_or(0, |l| l.index),
+                },
+                Err(e) => ResponseV1::Error {
+                    code: ErrorCode::Unavailable,
+                    message: e.to_string(),
+                },
+            },
             RequestV1::Heartbeat { from, load } => {
                 self.seen.lock().unwrap_or_else(|e| e.into_inner()).insert(
                     from,
@@ -829,15 +888,7 @@ impl Cluster {
                     Ok(r) => r,
                     Err(e) => return invalid(e.to_string()),
                 };
-                let commit = req.leader_commit.map_or(0, |l| l.index);
-                let r = self.raft.append_entries(req).await;
-                if r.as_ref().is_ok_and(|r| r.is_success()) {
-                    *self
-                        .leader_contact
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), commit));
-                }
-                to_body(&r)
+                to_body(&self.raft.append_entries(req).await)
             }
             RaftRpc::Vote => match from_body(body) {
                 Ok(req) => to_body(&self.raft.vote(req).await),

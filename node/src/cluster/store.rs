@@ -450,11 +450,13 @@ impl StateReader {
     }
 
     /// The log id of the last entry reflected in the state.
+    #[cfg(test)]
     pub fn last_applied(&self) -> Option<LogId<NodeId>> {
         read_lock(&self.0).last_applied
     }
 
     /// The index of [`Self::last_applied`].
+    #[cfg(test)]
     pub fn last_applied_index(&self) -> Option<u64> {
         self.last_applied().map(|l| l.index)
     }
