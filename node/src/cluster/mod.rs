@@ -332,6 +332,10 @@ impl Cluster {
     /// live while the cluster may have moved on; a leader election alone does not make a node
     /// stale.
     pub fn in_contact(&self) -> bool {
+        if !self.clustered() {
+            // Alone, this node's registry is the registry.
+            return true;
+        }
         let last_tick = *self.last_tick.lock().unwrap_or_else(|e| e.into_inner());
         if last_tick.elapsed() > STALL {
             // Stalled right now, or thawed before the detector task ran again.
