@@ -40,6 +40,8 @@ pub struct Config {
     pub transcode: TranscodeSection,
     /// Peers, the registry and routing.
     pub cluster: ClusterSection,
+    /// HTTP caching and CORS of the viewer routes.
+    pub cache: CacheSection,
     /// Test hooks.
     #[serde(default)]
     pub debug: DebugSection,
@@ -223,6 +225,33 @@ impl ClusterSection {
     }
 }
 
+/// `[cache]`: the HTTP cache headers of the viewer routes (`/hls/`, `/cmaf/`), decided in
+/// `http::cache` and tabulated with their sources in `docs/CACHING.md`. The live media playlist
+/// of TS HLS and the DASH MPD have no key of their own: they follow the segment target
+/// (`media.segment_target_ms`), since a longer lifetime would hide new segments.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CacheSection {
+    /// `max-age` of segments, parts and init segments (sent as `public, max-age=N, immutable`):
+    /// their names carry the session's epoch and never repeat, so the bytes behind a name never
+    /// change. 600 is the 10 minutes of Apple's HLS authoring spec.
+    pub media_max_age_s: u64,
+    /// `max-age` of multivariant (master) playlists: their child URLs stay the same across
+    /// re-publishes and the rendition set is fixed per stream. 60 is the spec's 1 minute.
+    pub multivariant_max_age_s: u64,
+    /// `max-age` of an LL-HLS media playlist requested without delivery directives: it changes
+    /// every part, so a cache may only absorb bursts.
+    pub ll_playlist_max_age_s: u64,
+    /// `max-age` of a blocking playlist reload (`_HLS_msn`), in segment targets: such a URL
+    /// names one playlist version (media sequence numbers never restart under one URL).
+    pub blocking_reload_targets: u32,
+    /// `max-age` of the 404 for a stream this node does not know and the 410 for an ended one:
+    /// short enough that a new publish shows up, long enough to absorb polling storms.
+    pub unknown_stream_max_age_s: u64,
+    /// `Access-Control-Allow-Origin` on every viewer response: `*` or one origin
+    /// (`https://player.example.com`). Constant, so no `Vary: Origin` is needed.
+    pub allow_origin: String,
+}
+
 /// `[debug]`
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct DebugSection {
@@ -309,6 +338,12 @@ impl Config {
                 return bad("cluster.regions: cidr must look like 10.0.0.0/8 or 2001:db8::/32");
             }
         }
+        if !crate::http::cache::valid_allow_origin(&self.cache.allow_origin) {
+            return bad("cache.allow_origin must be \"*\" or one origin (scheme://host[:port])");
+        }
+        if self.cache.blocking_reload_targets == 0 {
+            return bad("cache.blocking_reload_targets must be >= 1");
+        }
         if self.rtmp.max_chunk_size < 128 {
             return bad("rtmp.max_chunk_size must be >= 128 (the RTMP default)");
         }
@@ -378,6 +413,35 @@ mod tests {
         let names: Vec<_> = plan.ladder.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(names, ["1080p", "720p", "480p"]);
         assert_eq!(plan.ladder[0].video_kbps, 5000);
+        assert_eq!(c.cache.media_max_age_s, 600);
+        assert_eq!(c.cache.multivariant_max_age_s, 60);
+        assert_eq!(c.cache.ll_playlist_max_age_s, 1);
+        assert_eq!(c.cache.blocking_reload_targets, 6);
+        assert_eq!(c.cache.unknown_stream_max_age_s, 1);
+        assert_eq!(c.cache.allow_origin, "*");
+    }
+
+    #[test]
+    fn bad_allow_origin_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        for bad in [
+            "",
+            "example.com",
+            "https://a.example, https://b.example",
+            "https://x/\n",
+        ] {
+            std::fs::write(&f, format!("[cache]\nallow_origin = {bad:?}\n")).unwrap();
+            let err = Config::load(Some(&f)).unwrap_err();
+            assert!(err.to_string().contains("allow_origin"), "{bad:?}: {err}");
+        }
+        std::fs::write(
+            &f,
+            "[cache]\nallow_origin = \"https://player.example:8443\"\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&f)).unwrap();
+        assert_eq!(c.cache.allow_origin, "https://player.example:8443");
     }
 
     #[test]

@@ -262,6 +262,12 @@ impl StreamMedia {
         self.is_ended() || self.is_interrupted()
     }
 
+    /// The MPD's `@minimumUpdatePeriod` while live: one segment target (the MPD only changes
+    /// when a segment completes). HTTP caching of the MPD is bounded by it.
+    pub fn mpd_update_period(&self) -> Duration {
+        self.config.segment_target
+    }
+
     /// The current DASH MPD, once the first segment of every CMAF track exists.
     pub fn mpd(&self) -> Option<Bytes> {
         self.mpd.lock().unwrap_or_else(|e| e.into_inner()).clone()

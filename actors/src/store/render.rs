@@ -325,7 +325,7 @@ pub(crate) fn mpd(
     let m = dash::Mpd {
         availability_start_unix_ms: start_wall_ms,
         publish_unix_ms: start_wall_ms + last_end_ms,
-        minimum_update_period: media.config.segment_target,
+        minimum_update_period: media.mpd_update_period(),
         time_shift_buffer_depth: seg * window as u32,
         suggested_presentation_delay: seg * 2,
         min_buffer_time: seg,

@@ -106,6 +106,9 @@ pub(crate) struct TrackInner {
     /// answered at once, but no ENDLIST either: a new session may continue the playlist.
     pub(crate) interrupted: bool,
     pub(crate) playlist: Option<Bytes>,
+    /// Wall clock (Unix ms) at which `playlist` last changed content (0: never), for the HTTP
+    /// `Last-Modified` of the media playlist.
+    pub(crate) playlist_modified_ms: i64,
     /// Longest segment seen, seconds (for TARGETDURATION).
     pub(crate) max_segment_duration: f64,
     /// Highest per-segment bitrate seen, bit/s (BANDWIDTH).
@@ -414,7 +417,15 @@ impl TrackStore {
     }
 
     pub(crate) fn publish_playlist(&self, playlist: Option<Bytes>) {
-        self.write().playlist = playlist;
+        {
+            let mut g = self.write();
+            // A re-render with the same bytes (a sibling's rendition report did not move) is
+            // not a change: Last-Modified stays put.
+            if g.playlist != playlist {
+                g.playlist_modified_ms = crate::types::unix_ms_now();
+                g.playlist = playlist;
+            }
+        }
         self.version.send_modify(|v| *v += 1);
     }
 
@@ -423,6 +434,19 @@ impl TrackStore {
     /// The rendered media playlist, once the first segment is complete.
     pub fn playlist(&self) -> Option<Bytes> {
         self.read().playlist.clone()
+    }
+
+    /// The rendered media playlist with the wall clock (Unix ms) of its last change, read
+    /// together under one lock (the HTTP `Last-Modified` must describe the bytes it goes with).
+    pub fn playlist_stamped(&self) -> Option<(Bytes, i64)> {
+        let g = self.read();
+        g.playlist.clone().map(|p| (p, g.playlist_modified_ms))
+    }
+
+    /// When the media playlist last changed (Unix ms), once it exists.
+    pub fn playlist_modified_ms(&self) -> Option<i64> {
+        let g = self.read();
+        g.playlist.as_ref().map(|_| g.playlist_modified_ms)
     }
 
     /// The init segment (CMAF).
@@ -534,5 +558,34 @@ impl TrackStore {
     /// Follow changes (a version number bumped on every new playlist).
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.version.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+
+    use crate::store::{MediaConfig, StreamMedia, TrackFormat, TrackKind};
+    use crate::types::{Epoch, RenditionId, StreamName};
+
+    /// Last-Modified follows content: a re-render with identical bytes keeps the old stamp.
+    #[test]
+    fn playlist_stamp_moves_only_when_the_bytes_change() {
+        let media: Arc<StreamMedia> = StreamMedia::new(
+            StreamName::new("live").unwrap(),
+            Epoch(1),
+            MediaConfig::default(),
+        );
+        let t = media.track(RenditionId::source(), TrackFormat::Cmaf, TrackKind::Video);
+        assert_eq!(t.playlist_modified_ms(), None);
+        t.publish_playlist(Some(Bytes::from_static(b"#EXTM3U\n1")));
+        assert!(t.playlist_modified_ms().is_some_and(|ms| ms > 0));
+        t.write().playlist_modified_ms = 1;
+        t.publish_playlist(Some(Bytes::from_static(b"#EXTM3U\n1")));
+        assert_eq!(t.playlist_stamped().map(|(_, ms)| ms), Some(1));
+        t.publish_playlist(Some(Bytes::from_static(b"#EXTM3U\n2")));
+        assert!(t.playlist_modified_ms().is_some_and(|ms| ms > 1));
     }
 }

@@ -51,7 +51,8 @@ pub enum PackagerInput {
         /// 90 kHz.
         pts_90k: i64,
     },
-    /// The publisher is gone: flush and finish.
+    /// The input is over: flush the open segment and stop. (Whether the playlists then end
+    /// or stay open for a next session is decided for the whole session by the supervisor.)
     End,
 }
 
@@ -349,8 +350,8 @@ impl VideoPackager {
                 ts.finish_segment(end_dts.max(0) as u64, Some(data));
             }
         }
-        cmaf.end();
-        ts.end();
+        // Whether the playlists end (ENDLIST, a clean end) or stay open for a next session (a
+        // failure) is the supervisor's call for the whole session: StreamMedia::end/interrupt.
         self.media.render(&cmaf);
         self.media.render(&ts);
         self.media.render_mpd();
@@ -490,7 +491,7 @@ impl AudioPackager {
             self.track.finish_segment(self.next_ts, None);
             self.open = false;
         }
-        self.track.end();
+        // Ended or interrupted: the supervisor decides for the session (see VideoPackager::end).
         self.media.render(&self.track);
         self.media.render_mpd();
     }
@@ -672,9 +673,10 @@ mod tests {
             tspl.contains("#EXT-X-VERSION:3") && tspl.contains("3-0.ts"),
             "{tspl}"
         );
-        // The end flushes the open segment and closes every playlist.
+        // The end flushes the open segment; the supervisor then closes every playlist.
         v.handle(PackagerInput::End);
         a.handle(PackagerInput::End);
+        media.end();
         assert_eq!(cmaf.next_msn(), 5);
         assert!(cmaf.segment(4).is_some() && ts.segment(4).is_some());
         for t in [&cmaf, &ts, &audio] {

@@ -1,8 +1,12 @@
 //! `ApiError`: the one place that maps an error to an HTTP status and to
 //! `{"error": CODE, "message": TEXT}`. Details of a 5xx are logged, not sent.
+//!
+//! Every error is `Cache-Control: no-store` (some CDNs cache error answers for seconds unless
+//! told not to), except where a handler gives it another lifetime with
+//! [`ApiError::with_cache`] (see `http::cache::unknown_stream`).
 
 use axum::extract::rejection::{JsonRejection, PathRejection};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
@@ -29,6 +33,8 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// `Cache-Control` of the answer; `None`: `no-store`.
+    cache: Option<HeaderValue>,
 }
 
 impl ApiError {
@@ -38,7 +44,15 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            cache: None,
         }
+    }
+    /// The same error with `Cache-Control: cache` instead of `no-store`: for answers that are
+    /// the same for every client for a while (an unknown or ended stream), never for errors
+    /// that a retry a moment later may not get (a part not produced yet, 400, 503).
+    pub fn with_cache(mut self, cache: HeaderValue) -> Self {
+        self.cache = Some(cache);
+        self
     }
     /// 400
     pub fn bad_request(m: impl Into<String>) -> Self {
@@ -88,7 +102,8 @@ impl IntoResponse for ApiError {
             .into_response();
         r.headers_mut().insert(
             axum::http::header::CACHE_CONTROL,
-            axum::http::HeaderValue::from_static("no-store"),
+            self.cache
+                .unwrap_or_else(|| HeaderValue::from_static("no-store")),
         );
         r
     }

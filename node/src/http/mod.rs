@@ -1,6 +1,7 @@
 //! The HTTP side: routers per concern, one `ApiError`, the shared middleware.
 
 pub mod api;
+pub mod cache;
 pub mod error;
 pub mod playback;
 pub mod route;
@@ -10,14 +11,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use tower_http::cors::CorsLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::app::App;
 
 /// The whole router.
 pub fn router(app: Arc<App>) -> Router {
-    let playback = playback::routes().layer(CorsLayer::permissive());
+    // Gzip inside CORS: the CORS headers go on every answer, compressed or not.
+    let playback = playback::routes()
+        .layer(cache::compression_layer())
+        .layer(cache::cors_layer(&app.config.cache));
     Router::new()
         .merge(api::routes())
         .merge(ws::routes())

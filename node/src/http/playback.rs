@@ -3,22 +3,26 @@
 //! Every handler reads the [`SegmentStore`](hivecast_actors::store::SegmentStore) directly and
 //! returns a clone of the `Bytes` it finds: no actor hop, no filesystem. Blocking playlist reloads
 //! and preload-hinted part requests wait on the track's `watch` channel with a deadline.
+//! Every answer's cache headers come from [`super::cache`]; this module only says what kind of
+//! object it serves.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{RawQuery, State};
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::{header, HeaderMap};
+use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use bytes::Bytes;
 use hivecast_actors::store::{
-    master_playlist, parse_media_name, MediaName, PartLookup, StreamMedia, TrackFormat, TrackStore,
+    master_playlist, parse_media_name, MediaName, PartLookup, StreamMedia, TrackFormat, TrackKind,
+    TrackStore,
 };
 use hivecast_proto::hls;
 
 use super::api::stream_name;
+use super::cache::{self, Kind};
 use super::error::{ApiError, ApiPath};
 use crate::app::App;
 
@@ -32,25 +36,18 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/cmaf/{stream}/{rendition}/{file}", get(cmaf_file))
 }
 
-const M3U8: &str = "application/vnd.apple.mpegurl";
 /// How long a request on an edge waits for the first replication snapshot of a stream.
 const REPLICA_WAIT: Duration = Duration::from_secs(3);
-/// Segment and part names carry epoch and sequence number and never repeat, so their bytes
-/// can be cached for as long as a cache likes.
-const IMMUTABLE: &str = "public, max-age=86400, immutable";
-/// Live playlists change every part; a CDN may hold one for a fraction of a part target.
-const LIVE: &str = "no-cache";
 
-fn reply(body: Bytes, content_type: &'static str, cache: &'static str) -> Response {
-    (
-        StatusCode::OK,
-        [
-            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
-            (header::CACHE_CONTROL, HeaderValue::from_static(cache)),
-        ],
-        body,
-    )
-        .into_response()
+/// The newest change among `tracks`' media playlists (Unix ms; 0 if none): the `Last-Modified`
+/// of a master playlist or MPD, which are rendered from those tracks (their bandwidths and
+/// segment lists move when the tracks' playlists do).
+fn newest_change(tracks: &[Arc<TrackStore>]) -> i64 {
+    tracks
+        .iter()
+        .filter_map(|t| t.playlist_modified_ms())
+        .max()
+        .unwrap_or(0)
 }
 
 /// The current session of a stream, or the right error: 410 if it ended, 404 otherwise.
@@ -79,6 +76,13 @@ async fn media_of(app: &Arc<App>, stream: &str) -> Result<Arc<StreamMedia>, ApiE
         }
     }
     app.replicas.touch(name.as_str());
+    if let (Some(m), Some(r)) = (&held, &current) {
+        if m.epoch.0 == r.epoch && !r.status().is_live() && !m.is_over() {
+            // The registry closed this session (a fenced origin, a replica whose origin died)
+            // and the local fencing has not run yet: it is not live any more.
+            m.interrupt();
+        }
+    }
     if let Some(m) = held {
         if !m.is_over() && !app.registry.in_contact() {
             // Thawed after a freeze: what this node holds may be superseded. Catching up
@@ -89,12 +93,18 @@ async fn media_of(app: &Arc<App>, stream: &str) -> Result<Arc<StreamMedia>, ApiE
         }
         return Ok(m);
     }
+    // An unknown or ended stream answers the same to everyone for a while: a short
+    // max-age absorbs polling storms (http::cache). A live stream whose media is not here yet
+    // is about to exist: no-store.
+    let unknown = cache::unknown_stream(&app.config.cache);
     match app.registry.stream(name.as_str()) {
-        Some(rec) if !rec.status().is_live() => Err(ApiError::ended(name.as_str())),
+        Some(rec) if !rec.status().is_live() => {
+            Err(ApiError::ended(name.as_str()).with_cache(unknown))
+        }
         Some(_) => Err(ApiError::not_found(format!(
             "stream {name} has no media yet"
         ))),
-        None => Err(ApiError::not_found(format!("no stream {name}"))),
+        None => Err(ApiError::not_found(format!("no stream {name}")).with_cache(unknown)),
     }
 }
 
@@ -122,9 +132,20 @@ async fn cmaf_master(
 /// and carries the bandwidths measured so far.
 async fn master(app: &Arc<App>, stream: &str, format: TrackFormat) -> Result<Response, ApiError> {
     let media = media_of(app, stream).await?;
-    master_playlist(&media, format)
-        .map(|b| reply(b, M3U8, LIVE))
-        .ok_or_else(|| ApiError::not_found(format!("stream {stream} has no segment yet")))
+    let tracks = match format {
+        TrackFormat::Ts => media.ts_tracks(),
+        TrackFormat::Cmaf => media.cmaf_tracks(),
+    };
+    let body = master_playlist(&media, format)
+        .ok_or_else(|| ApiError::not_found(format!("stream {stream} has no segment yet")))?;
+    Ok(cache::playlist(
+        &app.config.cache,
+        Kind::Multivariant,
+        media.config.segment_target,
+        cache::M3U8,
+        newest_change(&tracks),
+        body,
+    ))
 }
 
 async fn mpd(
@@ -136,10 +157,15 @@ async fn mpd(
     let mpd = media
         .mpd()
         .ok_or_else(|| ApiError::not_found(format!("stream {stream} has no segment yet")))?;
-    Ok(reply(
+    Ok(cache::playlist(
+        &app.config.cache,
+        Kind::Mpd {
+            update_period: media.mpd_update_period(),
+        },
+        media.config.segment_target,
+        cache::MPD,
+        newest_change(&media.cmaf_tracks()),
         absolute_utc_timing(mpd, &headers),
-        "application/dash+xml",
-        LIVE,
     ))
 }
 
@@ -170,16 +196,18 @@ async fn hls_file(
     State(app): State<Arc<App>>,
     ApiPath((stream, rendition, file)): ApiPath<(String, String, String)>,
     RawQuery(query): RawQuery,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let media = media_of(&app, &stream).await?;
     let track = media
         .find(TrackFormat::Ts, &rendition)
         .ok_or_else(|| ApiError::not_found(format!("no rendition {rendition}")))?;
+    let cfg = &app.config.cache;
     match parse_media_name(&file) {
-        Some(MediaName::Playlist) => playlist(&media, &track, query.as_deref()).await,
+        Some(MediaName::Playlist) => playlist(&app, &media, &track, query.as_deref()).await,
         Some(MediaName::TsSegment { epoch, msn }) if epoch == media.epoch => track
             .segment(msn)
-            .map(|b| reply(b, "video/mp2t", IMMUTABLE))
+            .map(|b| cache::media(cfg, &headers, &file, cache::TS, b))
             .ok_or_else(|| ApiError::not_found(format!("no segment {file}"))),
         _ => Err(ApiError::not_found(format!("no file {file}"))),
     }
@@ -189,40 +217,54 @@ async fn cmaf_file(
     State(app): State<Arc<App>>,
     ApiPath((stream, rendition, file)): ApiPath<(String, String, String)>,
     RawQuery(query): RawQuery,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let media = media_of(&app, &stream).await?;
     let track = media
         .find(TrackFormat::Cmaf, &rendition)
         .ok_or_else(|| ApiError::not_found(format!("no rendition {rendition}")))?;
+    let cfg = &app.config.cache;
+    let init_type = match track.kind {
+        TrackKind::Video => cache::INIT_VIDEO,
+        TrackKind::Audio => cache::INIT_AUDIO,
+    };
     match parse_media_name(&file) {
-        Some(MediaName::Playlist) => playlist(&media, &track, query.as_deref()).await,
+        Some(MediaName::Playlist) => playlist(&app, &media, &track, query.as_deref()).await,
         Some(MediaName::Init { epoch }) if epoch == media.epoch => track
             .init()
-            .map(|b| reply(b, "video/mp4", IMMUTABLE))
+            .map(|b| cache::media(cfg, &headers, &file, init_type, b))
             .ok_or_else(|| ApiError::not_found("no init segment yet")),
         Some(MediaName::Segment { epoch, msn }) if epoch == media.epoch => track
             .segment(msn)
-            .map(|b| reply(b, "video/iso.segment", IMMUTABLE))
+            .map(|b| cache::media(cfg, &headers, &file, cache::CMAF_SEGMENT, b))
             .ok_or_else(|| ApiError::not_found(format!("no segment {file}"))),
         Some(MediaName::Part { epoch, msn, part }) if epoch == media.epoch => {
-            part_file(&media, &track, msn, part).await
+            let found = part_file(&media, &track, msn, part).await?;
+            Ok(cache::media(
+                cfg,
+                &headers,
+                &file,
+                cache::CMAF_SEGMENT,
+                found,
+            ))
         }
         _ => Err(ApiError::not_found(format!("no file {file}"))),
     }
 }
 
-/// A part; a request for the part named in the PRELOAD-HINT waits until it exists.
+/// A part's bytes; a request for the part named in the PRELOAD-HINT waits until it exists.
+/// One that does not exist (yet) is a `no-store` 404: it will exist in a moment, or never.
 async fn part_file(
     media: &StreamMedia,
     track: &TrackStore,
     msn: u64,
     part: u64,
-) -> Result<Response, ApiError> {
+) -> Result<Bytes, ApiError> {
     let mut rx = track.subscribe();
     let deadline = tokio::time::Instant::now() + block_deadline(media);
     loop {
         match track.part(msn, part) {
-            PartLookup::Found(b) => return Ok(reply(b, "video/iso.segment", IMMUTABLE)),
+            PartLookup::Found(b) => return Ok(b),
             PartLookup::Missing => {
                 return Err(ApiError::not_found(format!("no part {msn}.{part}")))
             }
@@ -242,6 +284,7 @@ async fn part_file(
 
 /// A media playlist, with LL-HLS blocking reload (`_HLS_msn`, `_HLS_part`).
 async fn playlist(
+    app: &App,
     media: &StreamMedia,
     track: &TrackStore,
     query: Option<&str>,
@@ -277,8 +320,25 @@ async fn playlist(
             }
         }
     }
-    track
-        .playlist()
-        .map(|b| reply(b, M3U8, LIVE))
-        .ok_or_else(|| ApiError::not_found("no segment yet"))
+    // A blocking reload's URL names one playlist version, unless it was answered because no
+    // more media will come (ended or interrupted: a new session continues the same URLs, so
+    // that answer must not outlive a plain reload's). `_HLS_skip` alone blocks for nothing.
+    let kind = match (track.format, req) {
+        (TrackFormat::Ts, _) => Kind::TsPlaylist,
+        (TrackFormat::Cmaf, Some(_)) if !media.is_over() && !track.is_ended() => {
+            Kind::BlockingReload
+        }
+        (TrackFormat::Cmaf, _) => Kind::LlPlaylist,
+    };
+    let (body, modified) = track
+        .playlist_stamped()
+        .ok_or_else(|| ApiError::not_found("no segment yet"))?;
+    Ok(cache::playlist(
+        &app.config.cache,
+        kind,
+        media.config.segment_target,
+        cache::M3U8,
+        modified,
+        body,
+    ))
 }

@@ -1,0 +1,479 @@
+//! HTTP caching of the viewer routes: the one place that decides `Cache-Control`, `ETag`,
+//! `Last-Modified`, `Vary`, gzip and the CORS headers for each kind of object a player or a CDN
+//! fetches. `docs/CACHING.md` tabulates the result with the source of every value; the values
+//! come from the `[cache]` config section ([`CacheSection`]) and the stream's segment target T.
+//!
+//! - Media objects (segments, parts, init segments) are `public, max-age=600, immutable` with a
+//!   strong `ETag`, and a matching `If-None-Match` gets 304. Safe because a media object's name
+//!   carries the publish session's epoch and its sequence number, and neither ever repeats under
+//!   one stream: the bytes behind a URL never change.
+//! - Playlists get a lifetime that matches how fast they change ([`Kind`], [`max_age`]),
+//!   `Last-Modified`, and `Vary: Accept-Encoding` (they are gzip-encoded on request by
+//!   [`compression_layer`]). Media objects are never compressed and never carry `Vary`.
+//! - Errors are `no-store` ([`super::error::ApiError`]) except the 404 of an unknown stream and
+//!   the 410 of an ended one ([`unknown_stream`]), which absorb polling storms for a second.
+//! - CORS ([`cors_layer`]): a constant `Access-Control-Allow-Origin` (so no `Vary: Origin`) and
+//!   `Access-Control-Expose-Headers: Age, Date` on every viewer response.
+//!
+//! Not here: which object a URL names (`playback.rs`), the wait of a blocking reload, and 304s
+//! on playlists: `Last-Modified` has a resolution of one second and an LL-HLS playlist changes
+//! every part, so `If-Modified-Since` is ignored and playlists always answer 200.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use axum::http::{Extensions, Method, StatusCode, Version};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use tower_http::compression::CompressionLayer;
+use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
+
+use crate::config::CacheSection;
+
+/// Content-Type of HLS playlists (RFC 8216bis 4: `application/vnd.apple.mpegurl`).
+pub const M3U8: &str = "application/vnd.apple.mpegurl";
+/// Content-Type of the DASH MPD (ISO/IEC 23009-1 Annex C).
+pub const MPD: &str = "application/dash+xml";
+/// Content-Type of MPEG-TS segments (RFC 8216bis 3.2).
+pub const TS: &str = "video/mp2t";
+/// Content-Type of CMAF segments and parts (the IANA `video/iso.segment` registration, as
+/// RFC 8216bis 3.3 and DASH-IF IOP use it for fragments without a `moov`).
+pub const CMAF_SEGMENT: &str = "video/iso.segment";
+/// Content-Type of a video track's CMAF init segment (ISO/IEC 14496-12 `ftyp`+`moov`).
+pub const INIT_VIDEO: &str = "video/mp4";
+/// Content-Type of the audio track's CMAF init segment (RFC 4337).
+pub const INIT_AUDIO: &str = "audio/mp4";
+
+/// What is being served, for its `Cache-Control`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A segment, part or init segment: its name is never reused.
+    Media,
+    /// A multivariant (master) playlist.
+    Multivariant,
+    /// A live MPEG-TS HLS media playlist: a new segment every T.
+    TsPlaylist,
+    /// An LL-HLS media playlist without a blocking directive: changes every part.
+    LlPlaylist,
+    /// An LL-HLS media playlist answering a blocking reload (`_HLS_msn`, with or without
+    /// `_HLS_part` and `_HLS_skip`) that it satisfies: the URL names one playlist version.
+    BlockingReload,
+    /// The DASH MPD, whose `@minimumUpdatePeriod` is `update_period`.
+    Mpd {
+        /// The MPD's `@minimumUpdatePeriod`.
+        update_period: Duration,
+    },
+}
+
+/// `max-age` in seconds of `kind`, for a stream whose segment target is `target` (T).
+///
+/// - TS media playlist: `max(1, floor(T/2))`. Apple's 1 minute for playlists would freeze a live
+///   playlist at a CDN; a player reloads about every T (RFC 8216bis 6.3.4), and half of it keeps
+///   a cached copy at most half a segment behind while a CDN still absorbs every reload burst.
+/// - LL-HLS media playlist without directives: `cache.ll_playlist_max_age_s` (1 s): a player
+///   without blocking reloads polls; a cache may only absorb simultaneous requests.
+/// - Blocking reload: `cache.blocking_reload_targets` x T (12 s at T = 2 s), floored. The media
+///   sequence number never restarts under one playlist URL (a new session continues it), so
+///   `?_HLS_msn=M&_HLS_part=N` only ever means "the playlist once it has M.N": any copy a cache
+///   holds answers it, and keeping it while players still ask for it (a few targets) is what
+///   lets a CDN collapse them.
+/// - MPD: `max(1, floor(min(minimumUpdatePeriod, T/2)))`: clients refetch it every
+///   `minimumUpdatePeriod`; longer would hide a stream's end or restart.
+pub fn max_age(cfg: &CacheSection, kind: Kind, target: Duration) -> u64 {
+    let t_ms = target.as_millis().min(u128::from(u64::MAX)) as u64;
+    match kind {
+        Kind::Media => cfg.media_max_age_s,
+        Kind::Multivariant => cfg.multivariant_max_age_s,
+        Kind::TsPlaylist => (t_ms / 2_000).max(1),
+        Kind::LlPlaylist => cfg.ll_playlist_max_age_s,
+        Kind::BlockingReload => u64::from(cfg.blocking_reload_targets).saturating_mul(t_ms) / 1_000,
+        Kind::Mpd { update_period } => {
+            let mup_ms = update_period.as_millis().min(u128::from(u64::MAX)) as u64;
+            (mup_ms.min(t_ms / 2) / 1_000).max(1)
+        }
+    }
+}
+
+/// The `Cache-Control` value of `kind` (see [`max_age`]).
+pub fn cache_control(cfg: &CacheSection, kind: Kind, target: Duration) -> String {
+    let age = max_age(cfg, kind, target);
+    match kind {
+        // RFC 8246: `immutable` tells browsers not to revalidate on reload; `public` lets shared
+        // caches store it whatever the request carried.
+        Kind::Media => format!("public, max-age={age}, immutable"),
+        _ => format!("max-age={age}"),
+    }
+}
+
+/// `Cache-Control` of the 404 for a stream this node does not know and of the 410 for an ended
+/// one: `max-age=cache.unknown_stream_max_age_s` (1 s). Players and pages poll such a URL until
+/// the stream (re)starts; one second of caching turns a storm into one origin request per
+/// second per edge, and delays a new publish by at most that second.
+pub fn unknown_stream(cfg: &CacheSection) -> HeaderValue {
+    header_value(format!("max-age={}", cfg.unknown_stream_max_age_s))
+}
+
+/// A 200 with a playlist (`content_type` [`M3U8`] or [`MPD`]): `Cache-Control` of `kind`,
+/// `Last-Modified` = `modified_unix_ms` (when the playlist last changed; 0 or less: now), and
+/// `Vary: Accept-Encoding`, since [`compression_layer`] may gzip it.
+pub fn playlist(
+    cfg: &CacheSection,
+    kind: Kind,
+    target: Duration,
+    content_type: &'static str,
+    modified_unix_ms: i64,
+    body: Bytes,
+) -> Response {
+    let modified = u64::try_from(modified_unix_ms)
+        .ok()
+        .filter(|&ms| ms > 0)
+        .map_or_else(SystemTime::now, |ms| UNIX_EPOCH + Duration::from_millis(ms));
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+            (
+                header::CACHE_CONTROL,
+                header_value(cache_control(cfg, kind, target)),
+            ),
+            (
+                header::LAST_MODIFIED,
+                header_value(httpdate::fmt_http_date(modified)),
+            ),
+            (header::VARY, HeaderValue::from_static("accept-encoding")),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// A media object (segment, part, init) named `file`: 200 with `public, max-age, immutable` and
+/// a strong `ETag`, or 304 when the request's `If-None-Match` already names that `ETag`.
+///
+/// The `ETag` is `"<file>-<byte length>"`. A strong validator must change whenever the bytes
+/// do (RFC 9110 8.8.1); here the bytes behind a name never change, because the name carries
+/// the session's epoch and sequence number and neither repeats under one stream, so the name
+/// alone would do; the length is added as a cheap guard. Validators are scoped to their URL, so
+/// two renditions sharing a file name do not collide.
+pub fn media(
+    cfg: &CacheSection,
+    request: &HeaderMap,
+    file: &str,
+    content_type: &'static str,
+    body: Bytes,
+) -> Response {
+    let etag = format!("\"{file}-{}\"", body.len());
+    let cache = header_value(cache_control(cfg, Kind::Media, Duration::ZERO));
+    let etag_value = header_value(etag.clone());
+    if if_none_match(request, &etag) {
+        // RFC 9110 15.4.5: a 304 carries the ETag and Cache-Control the 200 would have.
+        return (
+            StatusCode::NOT_MODIFIED,
+            [(header::ETAG, etag_value), (header::CACHE_CONTROL, cache)],
+        )
+            .into_response();
+    }
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+            (header::CACHE_CONTROL, cache),
+            (header::ETAG, etag_value),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// Whether `If-None-Match` lists `etag` or is `*` (RFC 9110 13.1.2: weak comparison, so a
+/// `W/` prefix a cache may have added still matches).
+fn if_none_match(request: &HeaderMap, etag: &str) -> bool {
+    request
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag)
+}
+
+/// The predicate [`compression_layer`] compresses with: [`is_playlist`].
+pub type PlaylistPredicate = fn(StatusCode, Version, &HeaderMap, &Extensions) -> bool;
+
+/// The compression of the viewer routes: gzip (when the request's `Accept-Encoding` allows it,
+/// q-values honoured by tower-http) for playlists only. Segments and parts are already
+/// compressed media: gzip would cost CPU for nothing, and a `Vary` on them would split every
+/// CDN's cache of the heaviest objects by client.
+pub fn compression_layer() -> CompressionLayer<PlaylistPredicate> {
+    CompressionLayer::new()
+        .gzip(true)
+        .compress_when(is_playlist as PlaylistPredicate)
+}
+
+/// A 200 carrying a playlist content type.
+fn is_playlist(status: StatusCode, _: Version, headers: &HeaderMap, _: &Extensions) -> bool {
+    status == StatusCode::OK
+        && headers
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|ct| ct == M3U8 || ct == MPD)
+}
+
+/// CORS of the viewer routes: `Access-Control-Allow-Origin: cache.allow_origin` on every answer
+/// (a constant, so nothing varies by `Origin` and no `Vary: Origin` splits CDN caches),
+/// `Access-Control-Expose-Headers: Age, Date` so a web player on another origin can read how
+/// old a cached playlist is (hls.js and dash.js use them for live-edge estimates), and
+/// preflights (`OPTIONS`) for `GET`/`HEAD` that allow any request header, since players send
+/// CMCD as `CMCD-*` headers (CTA-5004).
+pub fn cors_layer(cfg: &CacheSection) -> CorsLayer {
+    let origin = if cfg.allow_origin == "*" {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::exact(header_value(cfg.allow_origin.clone()))
+    };
+    CorsLayer::new()
+        .allow_origin(origin)
+        .allow_methods([Method::GET, Method::HEAD, Method::OPTIONS])
+        // Mirrored rather than `*`: `*` does not cover `Authorization`, and older Safari
+        // ignores it. Preflights are not cached by HTTP caches (OPTIONS), so no Vary is needed.
+        .allow_headers(AllowHeaders::mirror_request())
+        .expose_headers([header::AGE, header::DATE])
+        .vary(Vec::<HeaderName>::new())
+}
+
+/// Whether `s` can be `cache.allow_origin`: `*` or one serialized origin
+/// (`scheme://host[:port]`, RFC 6454 6.2), which is a valid header value by construction.
+pub fn valid_allow_origin(s: &str) -> bool {
+    if s == "*" {
+        return true;
+    }
+    let Some((scheme, rest)) = s.split_once("://") else {
+        return false;
+    };
+    let scheme_ok = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
+    // `[v6]:port`, `host:port`, or either without the port.
+    let (host_ok, port) = match rest.strip_prefix('[') {
+        Some(v6) => {
+            let Some((addr, after)) = v6.split_once(']') else {
+                return false;
+            };
+            let ok = !addr.is_empty() && addr.bytes().all(|b| b.is_ascii_hexdigit() || b == b':');
+            match after {
+                "" => (ok, None),
+                _ => (ok, Some(after.strip_prefix(':').unwrap_or(after))),
+            }
+        }
+        None => {
+            let (host, port) = match rest.split_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (rest, None),
+            };
+            let ok = !host.is_empty()
+                && host.len() <= 253
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-'));
+            (ok, port)
+        }
+    };
+    let port_ok = port.is_none_or(|p| {
+        !p.is_empty()
+            && p.len() <= 5
+            && p.bytes().all(|b| b.is_ascii_digit())
+            && p.parse::<u16>().is_ok()
+    });
+    scheme_ok && host_ok && port_ok
+}
+
+/// A header value from text this module built (numbers, quoted file names, HTTP dates, a
+/// validated origin); never fails on those, and degrades to an empty value otherwise.
+fn header_value(s: String) -> HeaderValue {
+    HeaderValue::try_from(s).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> CacheSection {
+        crate::config::Config::load(None).unwrap().cache
+    }
+
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+
+    #[test]
+    fn defaults_at_t_2s() {
+        let c = cfg();
+        let t = secs(2);
+        assert_eq!(
+            cache_control(&c, Kind::Media, t),
+            "public, max-age=600, immutable"
+        );
+        assert_eq!(cache_control(&c, Kind::Multivariant, t), "max-age=60");
+        assert_eq!(cache_control(&c, Kind::TsPlaylist, t), "max-age=1");
+        assert_eq!(cache_control(&c, Kind::LlPlaylist, t), "max-age=1");
+        assert_eq!(cache_control(&c, Kind::BlockingReload, t), "max-age=12");
+        // The MPD's minimumUpdatePeriod is T: min(2, 1) = 1.
+        let mpd = Kind::Mpd { update_period: t };
+        assert_eq!(cache_control(&c, mpd, t), "max-age=1");
+    }
+
+    #[test]
+    fn defaults_at_t_6s() {
+        let c = cfg();
+        let t = secs(6);
+        assert_eq!(max_age(&c, Kind::TsPlaylist, t), 3);
+        assert_eq!(max_age(&c, Kind::LlPlaylist, t), 1);
+        assert_eq!(max_age(&c, Kind::BlockingReload, t), 36);
+        assert_eq!(max_age(&c, Kind::Mpd { update_period: t }, t), 3);
+        // A shorter minimumUpdatePeriod wins over T/2.
+        let short = Kind::Mpd {
+            update_period: secs(2),
+        };
+        assert_eq!(max_age(&c, short, t), 2);
+        assert_eq!(max_age(&c, Kind::Media, t), 600);
+        assert_eq!(max_age(&c, Kind::Multivariant, t), 60);
+    }
+
+    #[test]
+    fn fractions_round_down_and_never_reach_zero() {
+        let c = cfg();
+        let t = Duration::from_millis(2_500);
+        assert_eq!(max_age(&c, Kind::TsPlaylist, t), 1);
+        assert_eq!(max_age(&c, Kind::BlockingReload, t), 15);
+        assert_eq!(max_age(&c, Kind::Mpd { update_period: t }, t), 1);
+        let tiny = Duration::from_millis(500);
+        assert_eq!(max_age(&c, Kind::TsPlaylist, tiny), 1);
+        assert_eq!(
+            max_age(
+                &c,
+                Kind::Mpd {
+                    update_period: tiny
+                },
+                tiny
+            ),
+            1
+        );
+        assert_eq!(max_age(&c, Kind::BlockingReload, tiny), 3);
+        let t7 = Duration::from_millis(7_000);
+        assert_eq!(max_age(&c, Kind::TsPlaylist, t7), 3);
+    }
+
+    #[test]
+    fn configured_values_are_used() {
+        let mut c = cfg();
+        c.media_max_age_s = 86_400;
+        c.multivariant_max_age_s = 5;
+        c.ll_playlist_max_age_s = 0;
+        c.blocking_reload_targets = 3;
+        c.unknown_stream_max_age_s = 2;
+        let t = secs(2);
+        assert_eq!(
+            cache_control(&c, Kind::Media, t),
+            "public, max-age=86400, immutable"
+        );
+        assert_eq!(max_age(&c, Kind::Multivariant, t), 5);
+        assert_eq!(max_age(&c, Kind::LlPlaylist, t), 0);
+        assert_eq!(max_age(&c, Kind::BlockingReload, t), 6);
+        assert_eq!(unknown_stream(&c), "max-age=2");
+    }
+
+    #[test]
+    fn media_answers_304_to_its_etag() {
+        let c = cfg();
+        let body = Bytes::from_static(b"0123456789");
+        let r = media(&c, &HeaderMap::new(), "3-7.m4s", CMAF_SEGMENT, body.clone());
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.headers()[header::ETAG], "\"3-7.m4s-10\"");
+        assert_eq!(r.headers()[header::CONTENT_TYPE], CMAF_SEGMENT);
+        assert!(r.headers().get(header::VARY).is_none());
+        for inm in [
+            "\"3-7.m4s-10\"",
+            "W/\"3-7.m4s-10\"",
+            "\"x\", \"3-7.m4s-10\"",
+            "*",
+        ] {
+            let mut h = HeaderMap::new();
+            h.insert(header::IF_NONE_MATCH, HeaderValue::from_static(inm));
+            let r = media(&c, &h, "3-7.m4s", CMAF_SEGMENT, body.clone());
+            assert_eq!(r.status(), StatusCode::NOT_MODIFIED, "{inm}");
+            assert_eq!(r.headers()[header::ETAG], "\"3-7.m4s-10\"");
+            assert_eq!(
+                r.headers()[header::CACHE_CONTROL],
+                "public, max-age=600, immutable"
+            );
+        }
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::IF_NONE_MATCH,
+            HeaderValue::from_static("\"3-8.m4s-10\""),
+        );
+        assert_eq!(
+            media(&c, &h, "3-7.m4s", CMAF_SEGMENT, body).status(),
+            StatusCode::OK
+        );
+    }
+
+    #[test]
+    fn playlists_carry_last_modified_and_vary() {
+        let c = cfg();
+        // 2023-11-14T22:13:20.500Z
+        let r = playlist(
+            &c,
+            Kind::LlPlaylist,
+            secs(2),
+            M3U8,
+            1_700_000_000_500,
+            Bytes::from_static(b"#EXTM3U\n"),
+        );
+        assert_eq!(
+            r.headers()[header::LAST_MODIFIED],
+            "Tue, 14 Nov 2023 22:13:20 GMT"
+        );
+        assert_eq!(r.headers()[header::VARY], "accept-encoding");
+        assert_eq!(r.headers()[header::CACHE_CONTROL], "max-age=1");
+        assert!(is_playlist(
+            StatusCode::OK,
+            Version::HTTP_11,
+            r.headers(),
+            &Extensions::new()
+        ));
+        let seg = media(&c, &HeaderMap::new(), "3-1.ts", TS, Bytes::new());
+        assert!(!is_playlist(
+            StatusCode::OK,
+            Version::HTTP_11,
+            seg.headers(),
+            &Extensions::new()
+        ));
+    }
+
+    #[test]
+    fn allow_origin_values() {
+        for ok in [
+            "*",
+            "https://player.example.com",
+            "http://localhost:8080",
+            "https://[::1]:8443",
+            "https://[::1]",
+        ] {
+            assert!(valid_allow_origin(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "player.example.com",
+            "https://",
+            "https://a.example/",
+            "https://a.example:99999",
+            "https://a.example:",
+            "https://a b",
+            "https://a.example, https://b.example",
+            "* ",
+        ] {
+            assert!(!valid_allow_origin(bad), "{bad}");
+        }
+    }
+}
