@@ -478,3 +478,37 @@ async fn publisher_gap_keeps_playlists_and_ended_stream_is_410_max_age_1() {
         assert_eq!(cache, "max-age=1", "{path}");
     }
 }
+
+/// Issue 9 §1: `_HLS_msn` without `_HLS_part` (Safari) is a blocking reload that waits for part 0
+/// of segment M, not for the whole segment: the answer lists M's first part while M is still in
+/// progress.
+#[tokio::test]
+async fn hls_msn_alone_waits_for_part_zero() {
+    let (node, _publisher) = start_live(NodeOpts::default()).await;
+    let p = wait_until(
+        "LL-HLS playlist with a segment",
+        MEDIA_DEADLINE,
+        async || {
+            fetch_playlist(&node, CMAF_VIDEO)
+                .await
+                .filter(|p| !p.segments.is_empty() && !p.trailing_parts.is_empty())
+        },
+    )
+    .await;
+    // The segment after the one in progress.
+    let m = p.trailing_parts[0].msn + 1;
+    let (code, body) = node.get_text(&format!("{CMAF_VIDEO}?_HLS_msn={m}")).await;
+    assert_eq!(code, 200, "{body}");
+    let answer = LlHlsPlaylist::parse(&body).expect("playlist");
+    assert!(
+        answer
+            .trailing_parts
+            .iter()
+            .any(|x| x.msn == m && x.index == 0),
+        "part 0 of {m} listed: {body}"
+    );
+    assert!(
+        answer.segments.iter().all(|s| s.msn < m),
+        "answered only when segment {m} was complete (a whole segment late): {body}"
+    );
+}

@@ -305,9 +305,12 @@ async fn playlist(
                 req.msn
             )));
         }
+        // `_HLS_msn` without `_HLS_part` (Safari sends it) waits for part 0 of segment M, as
+        // a low-latency player wants: the segment's first part, not its last.
+        let part = Some(req.part.unwrap_or(0));
         let mut rx = track.subscribe();
         let deadline = tokio::time::Instant::now() + block_deadline(media);
-        while !track.has(req.msn, req.part) {
+        while !track.has(req.msn, part) {
             match tokio::time::timeout_at(deadline, rx.changed()).await {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) => break,
