@@ -76,6 +76,15 @@ pub async fn wait_until<T>(
 /// expect a condition *not* to become true.
 pub async fn try_wait_until<T>(
     deadline: Duration,
+    check: impl AsyncFnMut() -> Option<T>,
+) -> std::result::Result<T, Duration> {
+    try_wait_every(POLL_INTERVAL, deadline, check).await
+}
+
+/// [`try_wait_until`] polling every `interval` (benchmarks that time a condition finely).
+pub async fn try_wait_every<T>(
+    interval: Duration,
+    deadline: Duration,
     mut check: impl AsyncFnMut() -> Option<T>,
 ) -> std::result::Result<T, Duration> {
     let start = Instant::now();
@@ -86,7 +95,7 @@ pub async fn try_wait_until<T>(
         if start.elapsed() >= deadline {
             return Err(start.elapsed());
         }
-        tokio::time::sleep(POLL_INTERVAL).await;
+        tokio::time::sleep(interval).await;
     }
 }
 

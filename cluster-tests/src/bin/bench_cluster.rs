@@ -73,19 +73,26 @@ async fn registry_convergence(c: &TestCluster, samples: usize) -> Result<Vec<f64
         let seen = futures_util::future::join_all(c.nodes.iter().map(|n| {
             let id = key.key_id.clone();
             async move {
-                loop {
-                    if n.list_keys()
-                        .await
-                        .iter()
-                        .any(|k| k["key_id"] == id.as_str())
-                    {
-                        return t0.elapsed();
-                    }
-                    tokio::time::sleep(Duration::from_millis(2)).await;
-                }
+                try_wait_every(
+                    Duration::from_millis(2),
+                    Duration::from_secs(10),
+                    async || {
+                        let keys = n.list_keys().await;
+                        keys.iter()
+                            .any(|k| k["key_id"] == id.as_str())
+                            .then(|| t0.elapsed())
+                    },
+                )
+                .await
             }
         }))
         .await;
+        let seen: Vec<Duration> = seen
+            .into_iter()
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|waited| {
+                anyhow::anyhow!("key {} not on every node after {waited:?}", key.key_id)
+            })?;
         let worst = seen.into_iter().max().unwrap_or_default();
         out.push(worst.as_secs_f64() * 1000.0);
     }
