@@ -556,6 +556,13 @@ impl Cluster {
         self.state.read(|s| s.streams.get(name).cloned())
     }
 
+    /// A stream's current session and status, without copying its record (the viewer path
+    /// asks this on every request).
+    pub fn session(&self, name: &str) -> Option<(u64, StreamStatus)> {
+        self.state
+            .read(|s| s.streams.get(name).map(|r| (r.epoch, r.status())))
+    }
+
     /// All stream records.
     pub fn streams(&self) -> Vec<StreamRecord> {
         self.state.read(|s| s.streams.values().cloned().collect())

@@ -56,12 +56,12 @@ async fn media_of(app: &Arc<App>, stream: &str) -> Result<Arc<StreamMedia>, ApiE
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let name = stream_name(stream)?;
     let held = app.store.get(name.as_str());
-    let current = app.registry.stream(name.as_str());
+    let current = app.registry.session(name.as_str());
     // Not held here, or held in an older session than the registry's live one: replicate it
     // from its origin (a few hundred ms on first request; later requests are local).
-    let stale = match (&held, &current) {
-        (Some(m), Some(r)) => m.epoch.0 < r.epoch && r.status().is_live(),
-        (None, Some(r)) => r.status().is_live(),
+    let stale = match (&held, current) {
+        (Some(m), Some((epoch, status))) => m.epoch.0 < epoch && status.is_live(),
+        (None, Some((_, status))) => status.is_live(),
         _ => false,
     };
     if stale {
@@ -76,8 +76,8 @@ async fn media_of(app: &Arc<App>, stream: &str) -> Result<Arc<StreamMedia>, ApiE
         }
     }
     app.replicas.touch(name.as_str());
-    if let (Some(m), Some(r)) = (&held, &current) {
-        if m.epoch.0 == r.epoch && !r.status().is_live() && !m.is_over() {
+    if let (Some(m), Some((epoch, status))) = (&held, current) {
+        if m.epoch.0 == epoch && !status.is_live() && !m.is_over() {
             // The registry closed this session (a fenced origin, a replica whose origin died)
             // and the local fencing has not run yet: it is not live any more.
             m.interrupt();
