@@ -73,6 +73,12 @@ pub struct RtmpSection {
     pub max_message_len: u32,
     /// Concurrent RTMP connections.
     pub max_connections: usize,
+    /// Streams this node originates at once: live publish sessions accepted by this node's RTMP
+    /// listener (0: no limit). A publish beyond it is refused before the stream is claimed (its
+    /// state does not change) with `NetStream.Publish.Denied` "node stream limit (N) reached",
+    /// so the publisher can go to another node. A slot is freed when its publish ends: the
+    /// publisher unpublishes or its connection closes, whatever closed it.
+    pub max_streams: usize,
 }
 
 /// `[http]`
@@ -419,6 +425,20 @@ mod tests {
         assert_eq!(c.cache.blocking_reload_targets, 6);
         assert_eq!(c.cache.unknown_stream_max_age_s, 1);
         assert_eq!(c.cache.allow_origin, "*");
+        assert_eq!(c.rtmp.max_streams, 0, "no stream limit by default");
+    }
+
+    #[test]
+    fn max_streams_from_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "[rtmp]\nmax_streams = 100\n").unwrap();
+        let c = Config::load(Some(&f)).unwrap();
+        assert_eq!(c.rtmp.max_streams, 100);
+        assert_eq!(
+            c.rtmp.max_connections, 1000,
+            "the rest of [rtmp] keeps its defaults"
+        );
     }
 
     #[test]

@@ -49,6 +49,7 @@ async fn run(config: Option<std::path::PathBuf>) -> anyhow::Result<()> {
                 .unwrap_or_else(|_| "info,tower_http=warn,ractor=warn,openraft=warn".into()),
         )
         .init();
+    raise_open_files_limit();
     let cfg = Config::load(config.as_deref()).context("loading configuration")?;
     let hub = EventHub::new(1024);
     let storage = Storage::open(&cfg.node.data_dir)
@@ -118,6 +119,56 @@ async fn run(config: Option<std::path::PathBuf>) -> anyhow::Result<()> {
     registry.shutdown().await;
     info!("shut down");
     Ok(())
+}
+
+/// Raise the soft limit on open files (`RLIMIT_NOFILE`) to the hard limit, before any listener
+/// exists. Every viewer connection is a descriptor, and the usual soft default of 1024 would cap
+/// a node at about a thousand viewers (accept then fails with EMFILE) while the hard limit the
+/// administrator set (20,000 on the target machines) allows far more. Logs the result at info;
+/// a failure leaves the limit as it was and is logged as a warning, since the node still works.
+fn raise_open_files_limit() {
+    match nofile::raise_to_hard() {
+        Ok(Some((soft, hard))) => info!(soft, hard, "open files limit (RLIMIT_NOFILE)"),
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, "could not raise the open files limit"),
+    }
+}
+
+#[cfg(unix)]
+mod nofile {
+    /// Sets the soft `RLIMIT_NOFILE` to the hard one if lower; returns `(soft, hard)` after.
+    #[allow(clippy::unnecessary_cast)] // `rlim_t` is u64 here but u32 on some 32-bit targets
+    pub(crate) fn raise_to_hard() -> std::io::Result<Option<(u64, u64)>> {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes one `rlimit` into the valid, exclusively borrowed `lim`.
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            // SAFETY: setrlimit only reads the valid `raised`. Raising the soft limit up to the
+            // hard one needs no privilege (setrlimit(2)).
+            if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            lim = raised;
+        }
+        Ok(Some((lim.rlim_cur as u64, lim.rlim_max as u64)))
+    }
+}
+
+#[cfg(not(unix))]
+mod nofile {
+    /// No `RLIMIT_NOFILE` here: nothing to raise.
+    pub(crate) fn raise_to_hard() -> std::io::Result<Option<(u64, u64)>> {
+        Ok(None)
+    }
 }
 
 /// Applied registry status changes: announced on the hub (every node tells its own WebSocket

@@ -2,7 +2,8 @@
 //!
 //! Per stream ([`StreamMedia`], one publish session = one epoch) and per rendition and format
 //! ([`TrackStore`]): the init segment, a ring of recent segments and LL-HLS parts as
-//! [`bytes::Bytes`], and the media playlist rendered once per new part. HTTP handlers look a
+//! [`bytes::Bytes`], and the media playlist rendered once per new part (a [`PlaylistVersion`],
+//! whose gzip form is computed at most once). HTTP handlers look a
 //! track up in a concurrent map and clone the `Bytes` they need; a blocking playlist reload waits
 //! on the track's `watch` channel. Nothing here is an actor: the packagers write, handlers read.
 //!
@@ -19,6 +20,7 @@ mod naming;
 mod render;
 mod replica;
 mod track;
+mod version;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -32,6 +34,7 @@ pub use naming::{parse_media_name, MediaName};
 pub use render::master_playlist;
 pub use replica::{MediaOp, ReplicaError, TrackStats, FEED_CAPACITY};
 pub use track::{Part, PartLookup, Segment, TrackFormat, TrackInfo, TrackKind, TrackStore};
+pub use version::PlaylistVersion;
 
 use crate::types::{Epoch, RenditionId, StreamName};
 

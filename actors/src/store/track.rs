@@ -4,15 +4,18 @@
 //! `RwLock` held only to copy `Bytes` handles in or out (never across an `.await`). Every change
 //! bumps the `watch` version so blocking reloads (`_HLS_msn`/`_HLS_part`) wake up, and, once the
 //! lock is released, goes out on the session's replication feed as a [`MediaOp`].
+//!
+//! The media playlist is kept as one [`PlaylistVersion`] per change behind an `Arc`: readers
+//! take the `Arc` and serve it (and its gzip form, computed once per version) without copying.
 
 use std::collections::VecDeque;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use bytes::{Bytes, BytesMut};
 use tokio::sync::{broadcast, watch};
 
 use super::replica::{emit, MediaOp, TrackStats};
-use super::MediaConfig;
+use super::{MediaConfig, PlaylistVersion};
 use crate::types::{Epoch, RenditionId};
 
 /// The container format of a track.
@@ -105,10 +108,9 @@ pub(crate) struct TrackInner {
     /// The session failed (publisher or origin lost): no preload hint, blocking reloads are
     /// answered at once, but no ENDLIST either: a new session may continue the playlist.
     pub(crate) interrupted: bool,
-    pub(crate) playlist: Option<Bytes>,
-    /// Wall clock (Unix ms) at which `playlist` last changed content (0: never), for the HTTP
-    /// `Last-Modified` of the media playlist.
-    pub(crate) playlist_modified_ms: i64,
+    /// The current media playlist with the wall clock (Unix ms) at which its content last
+    /// changed, for the HTTP `Last-Modified`; replaced only when the bytes change.
+    pub(crate) playlist: Option<Arc<PlaylistVersion>>,
     /// Longest segment seen, seconds (for TARGETDURATION).
     pub(crate) max_segment_duration: f64,
     /// Highest per-segment bitrate seen, bit/s (BANDWIDTH).
@@ -420,10 +422,10 @@ impl TrackStore {
         {
             let mut g = self.write();
             // A re-render with the same bytes (a sibling's rendition report did not move) is
-            // not a change: Last-Modified stays put.
-            if g.playlist != playlist {
-                g.playlist_modified_ms = crate::types::unix_ms_now();
-                g.playlist = playlist;
+            // not a change: Last-Modified and the gzip form already computed stay put.
+            if g.playlist.as_deref().map(PlaylistVersion::body) != playlist.as_ref() {
+                let now = crate::types::unix_ms_now();
+                g.playlist = playlist.map(|p| Arc::new(PlaylistVersion::new(p, now)));
             }
         }
         self.version.send_modify(|v| *v += 1);
@@ -433,20 +435,19 @@ impl TrackStore {
 
     /// The rendered media playlist, once the first segment is complete.
     pub fn playlist(&self) -> Option<Bytes> {
-        self.read().playlist.clone()
+        self.read().playlist.as_ref().map(|v| v.body().clone())
     }
 
-    /// The rendered media playlist with the wall clock (Unix ms) of its last change, read
-    /// together under one lock (the HTTP `Last-Modified` must describe the bytes it goes with).
-    pub fn playlist_stamped(&self) -> Option<(Bytes, i64)> {
-        let g = self.read();
-        g.playlist.clone().map(|p| (p, g.playlist_modified_ms))
+    /// The current version of the media playlist: its bytes, the wall clock (Unix ms) of its
+    /// last change (the HTTP `Last-Modified` describes exactly these bytes) and its gzip form,
+    /// computed at most once per version and shared by every reader.
+    pub fn playlist_version(&self) -> Option<Arc<PlaylistVersion>> {
+        self.read().playlist.clone()
     }
 
     /// When the media playlist last changed (Unix ms), once it exists.
     pub fn playlist_modified_ms(&self) -> Option<i64> {
-        let g = self.read();
-        g.playlist.as_ref().map(|_| g.playlist_modified_ms)
+        self.read().playlist.as_ref().map(|v| v.modified_ms())
     }
 
     /// The init segment (CMAF).
@@ -567,25 +568,64 @@ mod tests {
 
     use bytes::Bytes;
 
-    use crate::store::{MediaConfig, StreamMedia, TrackFormat, TrackKind};
+    use crate::store::{MediaConfig, PlaylistVersion, StreamMedia, TrackFormat, TrackKind};
     use crate::types::{Epoch, RenditionId, StreamName};
 
-    /// Last-Modified follows content: a re-render with identical bytes keeps the old stamp.
-    #[test]
-    fn playlist_stamp_moves_only_when_the_bytes_change() {
+    fn video_track() -> Arc<super::TrackStore> {
         let media: Arc<StreamMedia> = StreamMedia::new(
             StreamName::new("live").unwrap(),
             Epoch(1),
             MediaConfig::default(),
         );
-        let t = media.track(RenditionId::source(), TrackFormat::Cmaf, TrackKind::Video);
+        media.track(RenditionId::source(), TrackFormat::Cmaf, TrackKind::Video)
+    }
+
+    /// Last-Modified follows content: a re-render with identical bytes keeps the old stamp.
+    #[test]
+    fn playlist_stamp_moves_only_when_the_bytes_change() {
+        let t = video_track();
         assert_eq!(t.playlist_modified_ms(), None);
         t.publish_playlist(Some(Bytes::from_static(b"#EXTM3U\n1")));
         assert!(t.playlist_modified_ms().is_some_and(|ms| ms > 0));
-        t.write().playlist_modified_ms = 1;
+        t.write().playlist = Some(Arc::new(PlaylistVersion::new(
+            Bytes::from_static(b"#EXTM3U\n1"),
+            1,
+        )));
         t.publish_playlist(Some(Bytes::from_static(b"#EXTM3U\n1")));
-        assert_eq!(t.playlist_stamped().map(|(_, ms)| ms), Some(1));
+        assert_eq!(t.playlist_version().map(|v| v.modified_ms()), Some(1));
         t.publish_playlist(Some(Bytes::from_static(b"#EXTM3U\n2")));
         assert!(t.playlist_modified_ms().is_some_and(|ms| ms > 1));
+    }
+
+    /// Every reader of one playlist version gets the same gzip buffer; a re-render with the same
+    /// bytes keeps it, new bytes get a new one.
+    #[test]
+    fn readers_of_one_version_share_its_gzip_form() {
+        let t = video_track();
+        assert!(t.playlist_version().is_none());
+        t.publish_playlist(Some(Bytes::from(
+            "#EXTM3U\n#EXTINF:2.0,\n1-0.m4s\n".repeat(20),
+        )));
+        let (a, b) = (t.playlist_version().unwrap(), t.playlist_version().unwrap());
+        assert!(Arc::ptr_eq(&a, &b));
+        let gz = a.gzip().unwrap().as_ptr();
+        assert_eq!(b.gzip().unwrap().as_ptr(), gz);
+        assert_eq!(b.body(), &t.playlist().unwrap());
+
+        t.publish_playlist(Some(a.body().clone()));
+        let same = t.playlist_version().unwrap();
+        assert_eq!(
+            same.gzip().unwrap().as_ptr(),
+            gz,
+            "unchanged bytes keep the gzip"
+        );
+
+        t.publish_playlist(Some(Bytes::from_static(b"#EXTM3U\n2")));
+        let next = t.playlist_version().unwrap();
+        assert_ne!(next.gzip().unwrap().as_ptr(), gz);
+        // An older version a slow request still holds is unaffected.
+        assert_eq!(a.gzip().unwrap().as_ptr(), gz);
+        t.publish_playlist(None);
+        assert!(t.playlist_version().is_none());
     }
 }

@@ -8,8 +8,11 @@
 //!   carries the publish session's epoch and its sequence number, and neither ever repeats under
 //!   one stream: the bytes behind a URL never change.
 //! - Playlists get a lifetime that matches how fast they change ([`Kind`], [`max_age`]),
-//!   `Last-Modified`, and `Vary: Accept-Encoding` (they are gzip-encoded on request by
-//!   [`compression_layer`]). Media objects are never compressed and never carry `Vary`.
+//!   `Last-Modified`, and `Vary: Accept-Encoding`: [`playlist`] answers gzip when the request's
+//!   `Accept-Encoding` takes it ([`accepts_gzip`]). A media playlist's gzip form is computed once
+//!   per version and shared by every request of it ([`PlaylistVersion::gzip`]); a master
+//!   playlist or MPD, rendered per request, is compressed per request. Media objects are never
+//!   compressed and never carry `Vary`.
 //! - Errors are `no-store` ([`super::error::ApiError`]) except the 404 of an unknown stream and
 //!   the 410 of an ended one ([`unknown_stream`]), which absorb polling storms for a second.
 //! - CORS ([`cors_layer`]): a constant `Access-Control-Allow-Origin` (so no `Vary: Origin`) and
@@ -22,10 +25,10 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use axum::http::{Extensions, Method, StatusCode, Version};
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use tower_http::compression::CompressionLayer;
+use hivecast_actors::store::PlaylistVersion;
 use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 
 use crate::config::CacheSection;
@@ -114,21 +117,29 @@ pub fn unknown_stream(cfg: &CacheSection) -> HeaderValue {
 }
 
 /// A 200 with a playlist (`content_type` [`M3U8`] or [`MPD`]): `Cache-Control` of `kind`,
-/// `Last-Modified` = `modified_unix_ms` (when the playlist last changed; 0 or less: now), and
-/// `Vary: Accept-Encoding`, since [`compression_layer`] may gzip it.
+/// `Last-Modified` = the version's `modified_ms` (when the playlist last changed; 0 or less:
+/// now), `Vary: Accept-Encoding` whether or not this answer is compressed (so a cache keeps the
+/// two forms apart), and, when the request [`accepts_gzip`], the version's gzip form with
+/// `Content-Encoding: gzip`.
+///
+/// A media playlist passes the track's current version, whose gzip form is computed by the
+/// first request that wants it and shared by every later one; a master playlist or MPD passes
+/// a version made for this request (compressed at most once, for this answer).
 pub fn playlist(
     cfg: &CacheSection,
+    request: &HeaderMap,
     kind: Kind,
     target: Duration,
     content_type: &'static str,
-    modified_unix_ms: i64,
-    body: Bytes,
+    version: &PlaylistVersion,
 ) -> Response {
-    let modified = u64::try_from(modified_unix_ms)
+    let modified = u64::try_from(version.modified_ms())
         .ok()
         .filter(|&ms| ms > 0)
         .map_or_else(SystemTime::now, |ms| UNIX_EPOCH + Duration::from_millis(ms));
-    (
+    let gzip = accepts_gzip(request).then(|| version.gzip()).flatten();
+    let body = gzip.unwrap_or(version.body()).clone();
+    let mut response = (
         StatusCode::OK,
         [
             (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
@@ -144,7 +155,66 @@ pub fn playlist(
         ],
         body,
     )
-        .into_response()
+        .into_response();
+    if gzip.is_some() {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    response
+}
+
+/// Whether the request's `Accept-Encoding` (RFC 9110 12.5.3) takes gzip: `gzip` (or its alias
+/// `x-gzip`) with a weight above 0, or, when neither is listed, `*` with a weight above 0. An
+/// explicit `gzip;q=0` wins over `*`. No header, an empty one, or codings without gzip or `*`
+/// (`identity` alone, `br`): the plain form. An element whose weight does not parse is ignored.
+/// gzip is preferred whenever it is acceptable, whatever weight `identity` has (as tower-http's
+/// compression did).
+pub fn accepts_gzip(request: &HeaderMap) -> bool {
+    let mut gzip: Option<f32> = None;
+    let mut any: Option<f32> = None;
+    let elements = request
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','));
+    for element in elements {
+        let mut parts = element.split(';');
+        let coding = parts.next().unwrap_or_default().trim();
+        let Some(q) = weight(parts) else {
+            continue;
+        };
+        let slot = if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") {
+            &mut gzip
+        } else if coding == "*" {
+            &mut any
+        } else {
+            continue;
+        };
+        // Listed twice: the more favourable weight.
+        *slot = Some(slot.map_or(q, |w| w.max(q)));
+    }
+    gzip.or(any).is_some_and(|q| q > 0.0)
+}
+
+/// The weight (`q`, RFC 9110 12.4.2) among an `Accept-Encoding` element's parameters: 1 when
+/// absent, `None` when malformed (not digits and a dot, or above 1).
+fn weight<'a>(params: impl Iterator<Item = &'a str>) -> Option<f32> {
+    for param in params {
+        let Some((name, value)) = param.split_once('=') else {
+            continue;
+        };
+        if !name.trim().eq_ignore_ascii_case("q") {
+            continue;
+        }
+        let value = value.trim();
+        let digits = !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+        return value
+            .parse::<f32>()
+            .ok()
+            .filter(|q| digits && (0.0..=1.0).contains(q));
+    }
+    Some(1.0)
 }
 
 /// A media object (segment, part, init) named `file`: 200 with `public, max-age, immutable` and
@@ -155,6 +225,10 @@ pub fn playlist(
 /// the session's epoch and sequence number and neither repeats under one stream, so the name
 /// alone would do; the length is added as a cheap guard. Validators are scoped to their URL, so
 /// two renditions sharing a file name do not collide.
+///
+/// Never compressed, whatever `Accept-Encoding` says, and no `Vary`: segments and parts are
+/// already compressed media (gzip would cost CPU for nothing), and a `Vary` on them would split
+/// every CDN's cache of the heaviest objects by client.
 pub fn media(
     cfg: &CacheSection,
     request: &HeaderMap,
@@ -195,27 +269,6 @@ fn if_none_match(request: &HeaderMap, etag: &str) -> bool {
         .flat_map(|v| v.split(','))
         .map(str::trim)
         .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag)
-}
-
-/// The predicate [`compression_layer`] compresses with: [`is_playlist`].
-pub type PlaylistPredicate = fn(StatusCode, Version, &HeaderMap, &Extensions) -> bool;
-
-/// The compression of the viewer routes: gzip (when the request's `Accept-Encoding` allows it,
-/// q-values honoured by tower-http) for playlists only. Segments and parts are already
-/// compressed media: gzip would cost CPU for nothing, and a `Vary` on them would split every
-/// CDN's cache of the heaviest objects by client.
-pub fn compression_layer() -> CompressionLayer<PlaylistPredicate> {
-    CompressionLayer::new()
-        .gzip(true)
-        .compress_when(is_playlist as PlaylistPredicate)
-}
-
-/// A 200 carrying a playlist content type.
-fn is_playlist(status: StatusCode, _: Version, headers: &HeaderMap, _: &Extensions) -> bool {
-    status == StatusCode::OK
-        && headers
-            .get(header::CONTENT_TYPE)
-            .is_some_and(|ct| ct == M3U8 || ct == MPD)
 }
 
 /// CORS of the viewer routes: `Access-Control-Allow-Origin: cache.allow_origin` on every answer
@@ -418,37 +471,134 @@ mod tests {
         );
     }
 
+    fn accept(values: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(header::ACCEPT_ENCODING, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    async fn body(r: Response) -> Bytes {
+        axum::body::to_bytes(r.into_body(), usize::MAX)
+            .await
+            .expect("body")
+    }
+
     #[test]
-    fn playlists_carry_last_modified_and_vary() {
+    fn accept_encoding_negotiation() {
+        for yes in [
+            "gzip",
+            "GZip",
+            "x-gzip",
+            "gzip, deflate, br",
+            "br;q=1.0, gzip;q=0.8, *;q=0.1",
+            "gzip;q=0.001",
+            "gzip; Q=1",
+            "gzip;level=1",
+            "*",
+            "deflate, *;q=0.5",
+            "identity;q=1, gzip;q=0.5",
+            " gzip ; q = 0.5 ",
+            "gzip;q=0, gzip;q=1",
+        ] {
+            assert!(accepts_gzip(&accept(&[yes])), "{yes:?}");
+        }
+        for no in [
+            "",
+            "identity",
+            "br, deflate",
+            "gzip;q=0",
+            "gzip;q=0.000",
+            "x-gzip;q=0",
+            "*;q=0",
+            "gzip;q=0, *",
+            "*, gzip;q=0",
+            "gzip;q=nan",
+            "gzip;q=2",
+            "gzip;q=-1",
+            "gzip;q=",
+            "gzipped",
+        ] {
+            assert!(!accepts_gzip(&accept(&[no])), "{no:?}");
+        }
+        assert!(!accepts_gzip(&HeaderMap::new()), "no header");
+        // Several header lines are one list (RFC 9110 5.3).
+        assert!(accepts_gzip(&accept(&["identity", "gzip"])));
+        assert!(!accepts_gzip(&accept(&["*", "gzip;q=0"])));
+    }
+
+    #[tokio::test]
+    async fn playlists_carry_last_modified_and_vary() {
         let c = cfg();
         // 2023-11-14T22:13:20.500Z
-        let r = playlist(
+        let version = PlaylistVersion::new(Bytes::from_static(b"#EXTM3U\n"), 1_700_000_000_500);
+        for request in [HeaderMap::new(), accept(&["gzip"]), accept(&["identity"])] {
+            let r = playlist(&c, &request, Kind::LlPlaylist, secs(2), M3U8, &version);
+            assert_eq!(r.status(), StatusCode::OK);
+            assert_eq!(
+                r.headers()[header::LAST_MODIFIED],
+                "Tue, 14 Nov 2023 22:13:20 GMT"
+            );
+            assert_eq!(r.headers()[header::VARY], "accept-encoding");
+            assert_eq!(r.headers()[header::CACHE_CONTROL], "max-age=1");
+            assert_eq!(r.headers()[header::CONTENT_TYPE], M3U8);
+        }
+        let plain = playlist(
             &c,
+            &HeaderMap::new(),
             Kind::LlPlaylist,
             secs(2),
             M3U8,
-            1_700_000_000_500,
-            Bytes::from_static(b"#EXTM3U\n"),
+            &version,
         );
-        assert_eq!(
-            r.headers()[header::LAST_MODIFIED],
-            "Tue, 14 Nov 2023 22:13:20 GMT"
+        assert!(plain.headers().get(header::CONTENT_ENCODING).is_none());
+        assert_eq!(body(plain).await, "#EXTM3U\n");
+        // Media objects: never compressed, never Vary, even when gzip is offered.
+        let seg = media(
+            &c,
+            &accept(&["gzip"]),
+            "3-1.ts",
+            TS,
+            Bytes::from_static(b"x"),
         );
-        assert_eq!(r.headers()[header::VARY], "accept-encoding");
-        assert_eq!(r.headers()[header::CACHE_CONTROL], "max-age=1");
-        assert!(is_playlist(
-            StatusCode::OK,
-            Version::HTTP_11,
-            r.headers(),
-            &Extensions::new()
-        ));
-        let seg = media(&c, &HeaderMap::new(), "3-1.ts", TS, Bytes::new());
-        assert!(!is_playlist(
-            StatusCode::OK,
-            Version::HTTP_11,
-            seg.headers(),
-            &Extensions::new()
-        ));
+        assert!(seg.headers().get(header::CONTENT_ENCODING).is_none());
+        assert!(seg.headers().get(header::VARY).is_none());
+    }
+
+    /// Two gzip requests of one playlist version get the same buffer: it was compressed once.
+    #[tokio::test]
+    async fn one_version_is_compressed_once_for_every_request() {
+        let c = cfg();
+        let text = "#EXTM3U\n#EXTINF:2.000,\n7-1.m4s\n".repeat(30);
+        let version = PlaylistVersion::new(Bytes::from(text.clone()), 1);
+        let mut seen = Vec::new();
+        for offer in ["gzip", "br, gzip;q=0.9"] {
+            let r = playlist(
+                &c,
+                &accept(&[offer]),
+                Kind::BlockingReload,
+                secs(2),
+                M3U8,
+                &version,
+            );
+            assert_eq!(r.headers()[header::CONTENT_ENCODING], "gzip", "{offer}");
+            assert_eq!(r.headers()[header::VARY], "accept-encoding");
+            seen.push(body(r).await);
+        }
+        assert_eq!(seen[0].as_ptr(), seen[1].as_ptr(), "one shared gzip buffer");
+        assert_eq!(seen[0].as_ptr(), version.gzip().unwrap().as_ptr());
+        assert!(seen[0].len() < text.len() / 4);
+        // The plain answer of the same version is its body, not a copy either.
+        let plain = playlist(
+            &c,
+            &accept(&["identity"]),
+            Kind::BlockingReload,
+            secs(2),
+            M3U8,
+            &version,
+        );
+        assert_eq!(body(plain).await.as_ptr(), version.body().as_ptr());
     }
 
     #[test]

@@ -17,10 +17,9 @@ use crate::app::App;
 
 /// The whole router.
 pub fn router(app: Arc<App>) -> Router {
-    // Gzip inside CORS: the CORS headers go on every answer, compressed or not.
-    let playback = playback::routes()
-        .layer(cache::compression_layer())
-        .layer(cache::cors_layer(&app.config.cache));
+    // Playlists negotiate gzip themselves (`cache::playlist`): a media playlist is compressed
+    // once per version, not once per request.
+    let playback = playback::routes().layer(cache::cors_layer(&app.config.cache));
     Router::new()
         .merge(api::routes())
         .merge(ws::routes())

@@ -3,8 +3,9 @@
 //! Every handler reads the [`SegmentStore`](hivecast_actors::store::SegmentStore) directly and
 //! returns a clone of the `Bytes` it finds: no actor hop, no filesystem. Blocking playlist reloads
 //! and preload-hinted part requests wait on the track's `watch` channel with a deadline.
-//! Every answer's cache headers come from [`super::cache`]; this module only says what kind of
-//! object it serves.
+//! Every answer's cache headers and content coding come from [`super::cache`]; this module only
+//! says what kind of object it serves and hands media playlists over as the track's current
+//! [`PlaylistVersion`], whose gzip form is shared by every request of that version.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,8 +17,8 @@ use axum::routing::get;
 use axum::Router;
 use bytes::Bytes;
 use hivecast_actors::store::{
-    master_playlist, parse_media_name, MediaName, PartLookup, StreamMedia, TrackFormat, TrackKind,
-    TrackStore,
+    master_playlist, parse_media_name, MediaName, PartLookup, PlaylistVersion, StreamMedia,
+    TrackFormat, TrackKind, TrackStore,
 };
 use hivecast_proto::hls;
 
@@ -117,20 +118,27 @@ fn block_deadline(media: &StreamMedia) -> Duration {
 async fn hls_master(
     State(app): State<Arc<App>>,
     ApiPath(stream): ApiPath<String>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    master(&app, &stream, TrackFormat::Ts).await
+    master(&app, &stream, TrackFormat::Ts, &headers).await
 }
 
 async fn cmaf_master(
     State(app): State<Arc<App>>,
     ApiPath(stream): ApiPath<String>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    master(&app, &stream, TrackFormat::Cmaf).await
+    master(&app, &stream, TrackFormat::Cmaf, &headers).await
 }
 
-/// A master playlist, rendered per request: it is small, requested once per viewer session,
-/// and carries the bandwidths measured so far.
-async fn master(app: &Arc<App>, stream: &str, format: TrackFormat) -> Result<Response, ApiError> {
+/// A master playlist, rendered (and, if asked, gzip-compressed) per request: it is small,
+/// requested once per viewer session, and carries the bandwidths measured so far.
+async fn master(
+    app: &Arc<App>,
+    stream: &str,
+    format: TrackFormat,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
     let media = media_of(app, stream).await?;
     let tracks = match format {
         TrackFormat::Ts => media.ts_tracks(),
@@ -140,32 +148,38 @@ async fn master(app: &Arc<App>, stream: &str, format: TrackFormat) -> Result<Res
         .ok_or_else(|| ApiError::not_found(format!("stream {stream} has no segment yet")))?;
     Ok(cache::playlist(
         &app.config.cache,
+        headers,
         Kind::Multivariant,
         media.config.segment_target,
         cache::M3U8,
-        newest_change(&tracks),
-        body,
+        &PlaylistVersion::new(body, newest_change(&tracks)),
     ))
 }
 
+/// The DASH MPD, made absolute per request (see [`absolute_utc_timing`]) and so gzip-compressed
+/// per request when asked: clients fetch it about once per `minimumUpdatePeriod`.
 async fn mpd(
     State(app): State<Arc<App>>,
     ApiPath(stream): ApiPath<String>,
-    headers: axum::http::HeaderMap,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let media = media_of(&app, &stream).await?;
     let mpd = media
         .mpd()
         .ok_or_else(|| ApiError::not_found(format!("stream {stream} has no segment yet")))?;
+    let version = PlaylistVersion::new(
+        absolute_utc_timing(mpd, &headers),
+        newest_change(&media.cmaf_tracks()),
+    );
     Ok(cache::playlist(
         &app.config.cache,
+        &headers,
         Kind::Mpd {
             update_period: media.mpd_update_period(),
         },
         media.config.segment_target,
         cache::MPD,
-        newest_change(&media.cmaf_tracks()),
-        absolute_utc_timing(mpd, &headers),
+        &version,
     ))
 }
 
@@ -173,7 +187,7 @@ async fn mpd(
 /// on their own (GStreamer's dashdemux does not resolve it against the MPD URL), so make it
 /// absolute with the Host the client used. Hosts with characters outside a hostname/port are
 /// left alone (the header is client input and ends up in XML).
-fn absolute_utc_timing(mpd: Bytes, headers: &axum::http::HeaderMap) -> Bytes {
+fn absolute_utc_timing(mpd: Bytes, headers: &HeaderMap) -> Bytes {
     const REL: &str = "value=\"/v1/time\"";
     let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
         return mpd;
@@ -204,7 +218,9 @@ async fn hls_file(
         .ok_or_else(|| ApiError::not_found(format!("no rendition {rendition}")))?;
     let cfg = &app.config.cache;
     match parse_media_name(&file) {
-        Some(MediaName::Playlist) => playlist(&app, &media, &track, query.as_deref()).await,
+        Some(MediaName::Playlist) => {
+            playlist(&app, &media, &track, query.as_deref(), &headers).await
+        }
         Some(MediaName::TsSegment { epoch, msn }) if epoch == media.epoch => track
             .segment(msn)
             .map(|b| cache::media(cfg, &headers, &file, cache::TS, b))
@@ -229,7 +245,9 @@ async fn cmaf_file(
         TrackKind::Audio => cache::INIT_AUDIO,
     };
     match parse_media_name(&file) {
-        Some(MediaName::Playlist) => playlist(&app, &media, &track, query.as_deref()).await,
+        Some(MediaName::Playlist) => {
+            playlist(&app, &media, &track, query.as_deref(), &headers).await
+        }
         Some(MediaName::Init { epoch }) if epoch == media.epoch => track
             .init()
             .map(|b| cache::media(cfg, &headers, &file, init_type, b))
@@ -282,12 +300,14 @@ async fn part_file(
     }
 }
 
-/// A media playlist, with LL-HLS blocking reload (`_HLS_msn`, `_HLS_part`).
+/// A media playlist, with LL-HLS blocking reload (`_HLS_msn`, `_HLS_part`). The track's current
+/// version is served as is: every request of one version shares its bytes and its gzip form.
 async fn playlist(
     app: &App,
     media: &StreamMedia,
     track: &TrackStore,
     query: Option<&str>,
+    headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
     let req = match query {
         Some(q) if track.format == TrackFormat::Cmaf => {
@@ -333,15 +353,15 @@ async fn playlist(
         }
         (TrackFormat::Cmaf, _) => Kind::LlPlaylist,
     };
-    let (body, modified) = track
-        .playlist_stamped()
+    let version = track
+        .playlist_version()
         .ok_or_else(|| ApiError::not_found("no segment yet"))?;
     Ok(cache::playlist(
         &app.config.cache,
+        headers,
         kind,
         media.config.segment_target,
         cache::M3U8,
-        modified,
-        body,
+        &version,
     ))
 }

@@ -2,12 +2,15 @@
 //! [`ServerConnection`](hivecast_proto::rtmp::ServerConnection): read bytes, feed them in,
 //! handle the events (key check, stream start, frames to the ingest), write what it wants sent.
 //!
-//! Limits: a connection semaphore; the handshake and publish must complete within
-//! `handshake_timeout_ms`; a silent peer is dropped after `idle_timeout_ms`; chunk and message
-//! sizes are capped by the session's `RtmpLimits`. Frames go to the ingest through a bounded
-//! channel; when it is full this task waits, which pushes back on the encoder through TCP.
+//! Limits: a connection semaphore (`max_connections`); at most `max_streams` accepted publishes
+//! at once ([`StreamSlots`]: a publish beyond it is denied before the stream is claimed); the
+//! handshake and publish must complete within `handshake_timeout_ms`; a silent peer is dropped
+//! after `idle_timeout_ms`; chunk and message sizes are capped by the session's `RtmpLimits`.
+//! Frames go to the ingest through a bounded channel; when it is full this task waits, which
+//! pushes back on the encoder through TCP.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,6 +32,7 @@ pub const APP_NAME: &str = "live";
 /// Accept connections forever.
 pub async fn serve(app: Arc<App>, listener: TcpListener) {
     let permits = Arc::new(Semaphore::new(app.config.rtmp.max_connections.max(1)));
+    let slots = StreamSlots::new(app.config.rtmp.max_streams);
     let mut backoff = Duration::from_millis(5);
     loop {
         let (sock, peer) = match listener.accept().await {
@@ -48,12 +52,12 @@ pub async fn serve(app: Arc<App>, listener: TcpListener) {
             warn!(%peer, "rtmp: too many connections, refusing");
             continue;
         };
-        let app = app.clone();
+        let (app, slots) = (app.clone(), slots.clone());
         let span = info_span!("rtmp", %peer);
         tokio::spawn(
             async move {
                 let _permit = permit;
-                match Connection::new(app, peer).run(sock).await {
+                match Connection::new(app, peer, slots).run(sock).await {
                     Ok(()) => debug!("connection closed"),
                     Err(e) => info!(reason = %e, "connection dropped"),
                 }
@@ -63,19 +67,80 @@ pub async fn serve(app: Arc<App>, listener: TcpListener) {
     }
 }
 
+/// The streams this node originates at once (`rtmp.max_streams`; 0: no limit). Every accepted
+/// publish holds a [`StreamSlot`] for as long as it lasts; the count is one atomic, so two
+/// publishes racing for the last slot cannot both get it.
+#[derive(Debug, Clone)]
+struct StreamSlots {
+    limit: usize,
+    used: Arc<AtomicUsize>,
+}
+
+/// One taken [`StreamSlots`] slot, freed on drop: it lives in the connection's [`Publishing`],
+/// so whatever ends the publish frees it: an unpublish, a lost, failed or idle connection, or
+/// the server ending the stream (the connection then closes at its next frame, or at its idle
+/// timeout if the publisher sends nothing).
+#[derive(Debug)]
+struct StreamSlot {
+    used: Arc<AtomicUsize>,
+}
+
+impl StreamSlots {
+    fn new(limit: usize) -> Self {
+        Self {
+            limit,
+            used: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// A slot, or `None` when all `limit` are taken (never without a limit).
+    fn try_take(&self) -> Option<StreamSlot> {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (self.limit == 0 || n < self.limit).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| StreamSlot {
+                used: self.used.clone(),
+            })
+    }
+
+    /// Slots taken now.
+    #[cfg(test)]
+    fn in_use(&self) -> usize {
+        self.used.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        self.used.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The publish a connection carries once accepted.
+struct Publishing {
+    /// Frames to the stream's ingest.
+    tx: mpsc::Sender<IngestInput>,
+    /// This publish's place under `rtmp.max_streams`, held exactly as long as `tx`.
+    _slot: StreamSlot,
+}
+
 struct Connection {
     app: Arc<App>,
     peer: SocketAddr,
     session: ServerConnection,
-    /// Frames to the stream's ingest, once publishing.
-    ingest: Option<mpsc::Sender<IngestInput>>,
+    /// The node's stream slots, one taken per accepted publish.
+    slots: StreamSlots,
+    /// Set once publishing.
+    ingest: Option<Publishing>,
     stream: Option<String>,
     /// Close after flushing the output (a refusal).
     closing: bool,
 }
 
 impl Connection {
-    fn new(app: Arc<App>, peer: SocketAddr) -> Self {
+    fn new(app: Arc<App>, peer: SocketAddr, slots: StreamSlots) -> Self {
         let limits = RtmpLimits {
             max_chunk_size: app.config.rtmp.max_chunk_size,
             max_message_len: app.config.rtmp.max_message_len,
@@ -85,6 +150,7 @@ impl Connection {
             app,
             peer,
             session: ServerConnection::new(limits),
+            slots,
             ingest: None,
             stream: None,
             closing: false,
@@ -130,7 +196,8 @@ impl Connection {
                 break Ok(());
             }
         };
-        // Dropping the sender without `End` tells the ingest the connection was lost.
+        // Dropping the sender without `End` tells the ingest the connection was lost; the
+        // stream slot goes with it.
         self.ingest = None;
         let _ = sock.shutdown().await;
         result
@@ -169,7 +236,7 @@ impl Connection {
                     self.publish(request_id, &key).await?;
                 }
                 RtmpEvent::Metadata(m) => {
-                    if let Some(tx) = &self.ingest {
+                    if let Some(Publishing { tx, .. }) = &self.ingest {
                         let md = SourceMetadata {
                             frame_rate: m.framerate.map(f64::from),
                             video_kbps: m.video_data_rate_kbps.map(f64::from),
@@ -184,7 +251,7 @@ impl Connection {
                     timestamp_ms,
                     payload,
                 } => {
-                    if let Some(tx) = &self.ingest {
+                    if let Some(Publishing { tx, .. }) = &self.ingest {
                         tx.send(IngestInput::Video {
                             timestamp_ms,
                             payload,
@@ -197,7 +264,7 @@ impl Connection {
                     timestamp_ms,
                     payload,
                 } => {
-                    if let Some(tx) = &self.ingest {
+                    if let Some(Publishing { tx, .. }) = &self.ingest {
                         tx.send(IngestInput::Audio {
                             timestamp_ms,
                             payload,
@@ -207,7 +274,7 @@ impl Connection {
                     }
                 }
                 RtmpEvent::PublishFinished => {
-                    if let Some(tx) = self.ingest.take() {
+                    if let Some(Publishing { tx, .. }) = self.ingest.take() {
                         let _ = tx.send(IngestInput::End).await;
                         info!(stream = ?self.stream, "unpublished");
                     }
@@ -241,6 +308,19 @@ impl Connection {
                 return Err("invalid stream key".into());
             }
         };
+        // Before the claim: a refused publish leaves the stream's state as it was.
+        let Some(slot) = self.slots.try_take() else {
+            let limit = self.slots.limit;
+            let reason = format!("node stream limit ({limit}) reached");
+            warn!(%stream, limit, "publish refused: node stream limit reached");
+            self.app
+                .storage
+                .audit(stream.as_str(), "publish_rejected", &reason, remote);
+            self.session
+                .deny(request_id, &reason)
+                .map_err(|e| e.to_string())?;
+            return Err(reason);
+        };
         match self.app.start_stream(stream.clone()).await {
             Ok((epoch, tx)) => {
                 self.session.accept(request_id).map_err(|e| e.to_string())?;
@@ -251,7 +331,7 @@ impl Connection {
                     remote,
                 );
                 info!(%stream, %epoch, "publishing");
-                self.ingest = Some(tx);
+                self.ingest = Some(Publishing { tx, _slot: slot });
                 self.stream = Some(stream.to_string());
                 Ok(())
             }
@@ -274,5 +354,60 @@ impl Connection {
                 Err(format!("start: {e}"))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_stop_at_the_limit_and_free_on_drop() {
+        let slots = StreamSlots::new(2);
+        let a = slots.try_take().expect("first");
+        let b = slots.try_take().expect("second");
+        assert!(slots.try_take().is_none(), "a third is over the limit");
+        assert_eq!(slots.in_use(), 2);
+        drop(a);
+        assert_eq!(slots.in_use(), 1);
+        let c = slots.try_take().expect("a freed slot is taken again");
+        assert!(slots.try_take().is_none());
+        drop((b, c));
+        assert_eq!(slots.in_use(), 0);
+    }
+
+    #[test]
+    fn zero_means_no_limit() {
+        let slots = StreamSlots::new(0);
+        let taken: Vec<_> = (0..10_000)
+            .map(|_| slots.try_take().expect("slot"))
+            .collect();
+        assert_eq!(slots.in_use(), 10_000);
+        drop(taken);
+        assert_eq!(slots.in_use(), 0);
+    }
+
+    /// Many publishes racing for few slots: exactly `limit` win, and all come back.
+    #[test]
+    fn racing_takers_never_exceed_the_limit() {
+        let slots = StreamSlots::new(3);
+        let barrier = Arc::new(std::sync::Barrier::new(16));
+        let threads: Vec<_> = (0..16)
+            .map(|_| {
+                let (slots, barrier) = (slots.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    slots.try_take()
+                })
+            })
+            .collect();
+        let won: Vec<StreamSlot> = threads
+            .into_iter()
+            .filter_map(|t| t.join().expect("thread"))
+            .collect();
+        assert_eq!(won.len(), 3);
+        assert_eq!(slots.in_use(), 3);
+        drop(won);
+        assert_eq!(slots.in_use(), 0);
     }
 }

@@ -36,7 +36,8 @@
 //!   foreign chunks would break its header compression). `FCUnpublish` ends the publish like
 //!   `deleteStream` and `closeStream`; [`RtmpEvent::PublishFinished`] is reported once.
 //! - A rejected request gets rml_rtmp's `_error` with level `_error` and code
-//!   `NetConnection.Connect.Rejected` (connect) or `NetStream.Publish.BadName` (publish):
+//!   `NetConnection.Connect.Rejected` (connect) or `NetStream.Publish.BadName` (publish;
+//!   `NetStream.Publish.Denied` for a publish refused for capacity, [`ServerConnection::deny`]):
 //!   ffmpeg prints "Server error: DESCRIPTION", rtmp2sink reports the rejection; the caller
 //!   then closes the connection.
 //!
@@ -587,10 +588,30 @@ impl ServerConnection {
     /// `NetConnection.Connect.Rejected` (connect) or `NetStream.Publish.BadName` (publish) and
     /// `description`. The caller should then close the connection once the output is written.
     pub fn reject(&mut self, request_id: u32, description: &str) -> Result<(), RtmpError> {
+        self.refuse(request_id, "NetStream.Publish.BadName", description)
+    }
+
+    /// Refuses a pending publish that is valid but cannot be taken now (a capacity limit),
+    /// where [`Self::reject`] refuses one that never will be (a bad key): the peer gets
+    /// `_error` with code `NetStream.Publish.Denied` and `description`, so an operator or a
+    /// client can tell "try another node or later" from "wrong key". A pending connect is
+    /// rejected as by [`Self::reject`]. The caller should then close the connection once the
+    /// output is written.
+    pub fn deny(&mut self, request_id: u32, description: &str) -> Result<(), RtmpError> {
+        self.refuse(request_id, "NetStream.Publish.Denied", description)
+    }
+
+    /// Shared body of reject/deny: a publish gets `publish_code`.
+    fn refuse(
+        &mut self,
+        request_id: u32,
+        publish_code: &str,
+        description: &str,
+    ) -> Result<(), RtmpError> {
         self.command(request_id, |this, kind, session| {
             let code = match kind {
                 RequestKind::Connect => "NetConnection.Connect.Rejected",
-                RequestKind::Publish => "NetStream.Publish.BadName",
+                RequestKind::Publish => publish_code,
             };
             let results = guarded("rml_rtmp reject_request", || {
                 session.reject_request(request_id, code, description)

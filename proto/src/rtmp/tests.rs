@@ -414,6 +414,27 @@ fn reject_publish_sends_error_status() {
 }
 
 #[test]
+fn deny_publish_sends_denied_status() {
+    let mut pair = Pair::new(RtmpLimits::default(), ClientSessionConfig::new(), 4096);
+    pair.connect_and_request_publish();
+    let id = pair.request_id(0);
+    pair.take_events();
+    pair.server
+        .deny(id, "node stream limit (1) reached")
+        .expect("deny");
+    pair.pump().expect("pump");
+    let seen = format!("{:?}", pair.client_events);
+    assert!(seen.contains("NetStream.Publish.Denied"), "{seen}");
+    assert!(seen.contains("node stream limit (1) reached"), "{seen}");
+    assert!(!seen.contains("NetStream.Publish.BadName"), "{seen}");
+    assert!(!pair.server.is_publishing());
+    assert_eq!(
+        pair.server.deny(id, "again"),
+        Err(RtmpError::UnknownRequest { request_id: id })
+    );
+}
+
+#[test]
 fn reject_connect() {
     let mut pair = Pair::new(RtmpLimits::default(), ClientSessionConfig::new(), 4096);
     pair.send(|c| c.request_connection("nope".to_string()));
