@@ -11,6 +11,8 @@
 //!   (external programs that must decode what the node serves), [`WsClient`] (tokio-tungstenite), playlist
 //!   parsing with m3u8-rs plus a small LL-HLS tag reader ([`LlHlsPlaylist`]), and an MPD reader on roxmltree
 //!   ([`MpdInfo`]).
+//! - [`load`]: the viewer load generator (simulated players on keep-alive connections, looping RTMP
+//!   publishers, `/proc` readings) behind `scripts/bench-viewers`, `scripts/bench-streams` and the scale test.
 //! - [`wait_until`]: the only way tests wait. It polls a condition every [`POLL_INTERVAL`] and, past its
 //!   deadline, panics saying what it was waiting for. There are no bare sleeps in the tests.
 //!
@@ -19,6 +21,8 @@
 //!
 //! Invariants: every child process started here is killed when its handle drops; every port comes from
 //! binding `127.0.0.1:0`, so tests can run in parallel; every wait has a deadline.
+
+pub mod load;
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
@@ -218,6 +222,8 @@ pub struct NodeOpts {
     pub handshake_timeout_ms: u64,
     /// `rtmp.idle_timeout_ms`.
     pub idle_timeout_ms: u64,
+    /// `rtmp.max_streams` (0: no limit).
+    pub max_streams: usize,
     /// `media.segment_target_ms`.
     pub segment_target_ms: u64,
     /// `media.part_target_ms`.
@@ -260,6 +266,7 @@ impl Default for NodeOpts {
             fault_injection: false,
             handshake_timeout_ms: 5000,
             idle_timeout_ms: 10000,
+            max_streams: 0,
             segment_target_ms: 2000,
             part_target_ms: 200,
             window_segments: 6,
@@ -478,7 +485,7 @@ impl Node {
             "# written by cluster-tests\n\
              [node]\nid = {id}\ndata_dir = {data}\nregion = {region}\n\n\
              [rtmp]\nlisten = \"127.0.0.1:{rtmp}\"\nhandshake_timeout_ms = {hs}\nidle_timeout_ms = {idle}\n\
-             max_chunk_size = 65536\nmax_message_len = 8388608\n\n\
+             max_streams = {max_streams}\nmax_chunk_size = 65536\nmax_message_len = 8388608\n\n\
              [http]\nlisten = \"127.0.0.1:{http}\"\n\n\
              [auth]\nadmin_token = {token}\n\n\
              [media]\nsegment_target_ms = {seg}\npart_target_ms = {part}\nwindow_segments = {win}\n\
@@ -491,6 +498,7 @@ impl Node {
             rtmp = self.rtmp_port,
             hs = o.handshake_timeout_ms,
             idle = o.idle_timeout_ms,
+            max_streams = o.max_streams,
             http = self.http_port,
             token = toml_str(&o.admin_token),
             seg = o.segment_target_ms,
@@ -609,6 +617,11 @@ impl Node {
     /// The RTMP listen address, for raw TCP tests.
     pub fn rtmp_addr(&self) -> std::net::SocketAddr {
         std::net::SocketAddr::from(([127, 0, 0, 1], self.rtmp_port))
+    }
+
+    /// The HTTP listen address, for the load generator's raw connections.
+    pub fn http_addr(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::from(([127, 0, 0, 1], self.http_port))
     }
 
     /// The admin token from the config.
