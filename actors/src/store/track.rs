@@ -338,13 +338,23 @@ impl TrackStore {
     /// List the segment that was open, unless it is empty.
     fn close(&self, g: &mut TrackInner, open: OpenSegment, end: u64, data: Option<Bytes>) {
         let timescale = g.info.as_ref().map_or(90_000, |i| i.timescale);
+        let mut open = open;
         let data = data.unwrap_or_else(|| {
             let len = open.parts.iter().map(|p| p.data.len()).sum();
             let mut buf = BytesMut::with_capacity(len);
             for p in &open.parts {
                 buf.extend_from_slice(&p.data);
             }
-            buf.freeze()
+            let whole = buf.freeze();
+            // The parts become views of the whole segment: one copy of the bytes per segment
+            // in the ring, not two (a part's own buffer is freed once no request holds it).
+            let mut at = 0;
+            for p in &mut open.parts {
+                let n = p.data.len();
+                p.data = whole.slice(at..at + n);
+                at += n;
+            }
+            whole
         });
         let duration_ticks = end.saturating_sub(open.start);
         if duration_ticks == 0 || open.parts.is_empty() && data.is_empty() {
@@ -627,5 +637,23 @@ mod tests {
         assert_eq!(a.gzip().unwrap().as_ptr(), gz);
         t.publish_playlist(None);
         assert!(t.playlist_version().is_none());
+    }
+
+    /// A finished CMAF segment holds its bytes once: its parts are views of the segment.
+    #[test]
+    fn parts_of_a_finished_segment_share_the_segment_bytes() {
+        let t = video_track();
+        let msn = t.begin_segment(0, 1);
+        assert!(t.push_part(0.2, true, Bytes::from_static(b"abc")));
+        assert!(t.push_part(0.2, false, Bytes::from_static(b"defg")));
+        t.finish_segment(36_000, None);
+        let whole = t.segment(msn).expect("segment listed");
+        assert_eq!(&whole[..], b"abcdefg");
+        for (i, want) in [(0u64, 0usize), (1, 3)] {
+            let super::PartLookup::Found(p) = t.part(msn, i) else {
+                panic!("part {i} missing");
+            };
+            assert_eq!(p.as_ptr(), whole[want..].as_ptr(), "part {i} is a view");
+        }
     }
 }
