@@ -417,8 +417,16 @@ async fn streams(a: &Args) -> anyhow::Result<Value> {
         runs.spawn(async move { (i, run(c).await) });
     }
     let mut per_stream = Vec::new();
-    while let Some(r) = runs.join_next().await {
-        per_stream.push(r?);
+    let mut rss_series = Vec::new();
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            r = runs.join_next() => match r {
+                Some(r) => per_stream.push(r?),
+                None => break,
+            },
+            _ = tick.tick() => rss_series.push(round1(w.rss() as f64 / 1e6)),
+        }
     }
     let (cpu, wall) = w.read();
     let rss_end = rss_bytes(node_pid).map_or(0, |r| r.0);
@@ -473,7 +481,8 @@ async fn streams(a: &Args) -> anyhow::Result<Value> {
         "node_cpu_share_of_machine": round1(cpu / wall / machine_cores * 1000.0) / 1000.0,
         "node_idle_cpu_share_of_machine_before": round1(idle_rate / machine_cores * 1000.0) / 1000.0,
         "node_rss_mb": {"before": round1(rss_before as f64 / 1e6), "streams_live": round1(rss_streams as f64 / 1e6), "end": round1(rss_end as f64 / 1e6)},
-        "rss_mb_per_stream": round1((rss_streams.saturating_sub(rss_before)) as f64 / 1e6 / count.max(1) as f64),
+        "node_rss_mb_every_5s": rss_series,
+        "rss_mb_per_stream_window_full": round1((rss_end.saturating_sub(rss_before)) as f64 / 1e6 / count.max(1) as f64),
         "part_latency_p95_ms": {"max_over_streams": p95_max, "median_over_streams": p95_median},
         "requests": requests,
         "errors": errors,

@@ -57,6 +57,8 @@ pub struct Answer {
     pub len: usize,
     /// `Content-Encoding: gzip`.
     pub gzip: bool,
+    /// When the last byte of the answer was read (before any decoding or parsing by the caller).
+    pub at: Option<std::time::Instant>,
 }
 
 /// One keep-alive connection to one server.
@@ -231,6 +233,7 @@ impl Conn {
             body,
             len: body_len,
             gzip,
+            at: Some(std::time::Instant::now()),
         })
     }
 

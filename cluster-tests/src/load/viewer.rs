@@ -248,13 +248,15 @@ impl Viewer {
         }
     }
 
+    /// A media playlist, parsed, and when its answer arrived.
     async fn fetch_playlist(
         &mut self,
         kind: Kind,
         path: &str,
-    ) -> Result<MediaPlaylist, FetchError> {
+    ) -> Result<(MediaPlaylist, Instant), FetchError> {
         let a = self.fetch(kind, path, true).await?;
-        Ok(parse_media(&body_text(&a)?))
+        let at = a.at.unwrap_or_else(Instant::now);
+        Ok((parse_media(&body_text(&a)?), at))
     }
 
     /// Fetch a segment or part and feed the buffer.
@@ -319,7 +321,7 @@ impl Viewer {
         while Instant::now() < self.end {
             let asked = Instant::now();
             let p = match self.fetch_playlist(Kind::Playlist, &path).await {
-                Ok(p) => p,
+                Ok((p, _)) => p,
                 Err(_) => {
                     self.backoff().await;
                     continue;
@@ -364,7 +366,7 @@ impl Viewer {
                 return;
             }
             match self.fetch_playlist(Kind::Playlist, &path).await {
-                Ok(p) if !p.parts.is_empty() || p.ended => break p,
+                Ok((p, _)) if !p.parts.is_empty() || p.ended => break p,
                 Ok(_) => {
                     *self.stats.errors.entry("no_parts".into()).or_default() += 1;
                     self.backoff().await;
@@ -417,16 +419,14 @@ impl Viewer {
             let q = format!("{path}?_HLS_msn={msn}&_HLS_part={part}");
             let sent = Instant::now();
             match self.fetch_playlist(Kind::Blocking, &q).await {
-                Ok(next) => {
-                    self.stats
-                        .wakes
-                        .push(((msn << 20) | part, sent, Instant::now()));
+                Ok((next, at)) => {
+                    self.stats.wakes.push(((msn << 20) | part, sent, at));
                     p = next;
                 }
                 Err(_) => {
                     self.backoff().await;
                     // Re-anchor on a plain reload.
-                    if let Ok(next) = self.fetch_playlist(Kind::Playlist, &path).await {
+                    if let Ok((next, _)) = self.fetch_playlist(Kind::Playlist, &path).await {
                         p = next;
                     }
                 }
