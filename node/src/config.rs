@@ -86,6 +86,14 @@ pub struct RtmpSection {
 pub struct HttpSection {
     /// Listen address.
     pub listen: SocketAddr,
+    /// Keep finished segments in sealed in-memory files and send them with `sendfile(2)`
+    /// (Linux), sparing a copy per viewer request; one descriptor per segment in the rings.
+    #[serde(default = "default_zero_copy")]
+    pub zero_copy: bool,
+}
+
+fn default_zero_copy() -> bool {
+    true
 }
 
 /// `[auth]`

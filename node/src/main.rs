@@ -17,7 +17,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use clap::Parser;
 use hivecast_actors::events::EventHub;
 use hivecast_actors::store::SegmentStore;
@@ -111,17 +110,11 @@ async fn run(config: Option<std::path::PathBuf>) -> anyhow::Result<()> {
         });
     }
     info!(rtmp = %cfg.rtmp.listen, http = %cfg.http.listen, node = %cfg.node.id, "hivecast node ready");
-    // TCP_NODELAY: a response's last packet must not wait for the ACK of the previous ones
-    // (Nagle with the client's delayed ACK holds it up to 40 ms), as nginx sets on keep-alive
-    // connections.
-    let http = http.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "could not set TCP_NODELAY");
-        }
-    });
+    // Viewer connections: TCP_NODELAY, and sealed segments sent with sendfile (http::zerocopy).
+    hivecast_actors::store::sealed::set_enabled(cfg.http.zero_copy);
     axum::serve(
-        http,
-        http::router(app).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        http::zerocopy::ViewerListener(http),
+        http::router(app).into_make_service_with_connect_info::<http::zerocopy::PeerAddr>(),
     )
     .with_graceful_shutdown(shutdown())
     .await?;

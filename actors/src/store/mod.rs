@@ -19,6 +19,7 @@
 mod naming;
 mod render;
 mod replica;
+pub mod sealed;
 mod track;
 mod version;
 

@@ -339,6 +339,7 @@ impl TrackStore {
     fn close(&self, g: &mut TrackInner, open: OpenSegment, end: u64, data: Option<Bytes>) {
         let timescale = g.info.as_ref().map_or(90_000, |i| i.timescale);
         let mut open = open;
+        let from_parts = data.is_none();
         let data = data.unwrap_or_else(|| {
             let len = open.parts.iter().map(|p| p.data.len()).sum();
             let mut buf = BytesMut::with_capacity(len);
@@ -356,6 +357,22 @@ impl TrackStore {
             }
             whole
         });
+        // Finished bytes never change: seal them into a file the HTTP layer can `sendfile`
+        // (store::sealed); the parts then point into that file too.
+        let data = match super::sealed::seal(&data) {
+            Some(sealed) => {
+                if from_parts {
+                    let mut at = 0;
+                    for p in &mut open.parts {
+                        let n = p.data.len();
+                        p.data = sealed.slice(at..at + n);
+                        at += n;
+                    }
+                }
+                sealed
+            }
+            None => data,
+        };
         let duration_ticks = end.saturating_sub(open.start);
         if duration_ticks == 0 || open.parts.is_empty() && data.is_empty() {
             // An empty segment (the publisher stopped right at a boundary) is not listed:

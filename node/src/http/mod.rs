@@ -6,6 +6,7 @@ pub mod error;
 pub mod playback;
 pub mod route;
 pub mod ws;
+pub mod zerocopy;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -7,7 +7,7 @@
 //! answer). The answer is a 302 to that node's CMAF master playlist (`?format=ts`: the
 //! MPEG-TS one; `?format=dash`: the MPD), never cached.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Query, State};
@@ -43,7 +43,7 @@ pub fn region_of(ip: IpAddr, ranges: &[RegionCidr]) -> Option<&str> {
 
 async fn route(
     State(app): State<Arc<App>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(super::zerocopy::PeerAddr(peer)): ConnectInfo<super::zerocopy::PeerAddr>,
     headers: HeaderMap,
     ApiPath(stream): ApiPath<String>,
     Query(q): Query<RouteQuery>,
