@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use cluster_tests::load::http::{body_text, Conn};
 use cluster_tests::load::m3u8::{parse_master, parse_media};
-use cluster_tests::load::procstat::{rss_bytes, CpuWindow};
+use cluster_tests::load::procstat::{memory_bytes, open_fds, CpuWindow};
 use cluster_tests::load::publish::{read_flv, spawn_publisher, RtmpPublisher};
 use cluster_tests::load::{run, LoadConfig, LoadReport, Mode};
 use serde_json::{json, Value};
@@ -157,13 +157,13 @@ async fn mirror(addr: SocketAddr, stream: String, rendition: String, root: PathB
     }
 }
 
-/// Run a load while sampling the server's CPU and RSS; returns the load's JSON with a
+/// Run a load while sampling the server's CPU and memory; returns the load's JSON with a
 /// `server` section.
 async fn measured(cfg: LoadConfig, pids: &[u32], baseline_cpu_per_s: f64) -> (LoadReport, Value) {
     let w = CpuWindow::start(pids);
     let rss0 = w.rss();
     let own = CpuWindow::start(&[std::process::id()]);
-    // RSS every 5 s while the load runs (flat is the goal).
+    // Memory every 5 s while the load runs (flat is the goal).
     let mut load = tokio::spawn(run(cfg));
     let mut samples = Vec::new();
     let mut tick = tokio::time::interval(Duration::from_secs(5));
@@ -184,11 +184,12 @@ async fn measured(cfg: LoadConfig, pids: &[u32], baseline_cpu_per_s: f64) -> (Lo
         "cpu_us_per_request": round1(cpu / req * 1e6),
         "cpu_s_per_1000_requests": round1(cpu / req * 1000.0 * 1000.0) / 1000.0,
         "cpu_us_per_request_minus_idle": round1(net / req * 1e6),
-        "rss_mb_start": round1(rss0 as f64 / 1e6),
-        "rss_mb_end": round1(rss_end as f64 / 1e6),
-        "rss_mb_peak_sampled": round1(samples.iter().copied().max().unwrap_or(rss_end).max(rss_end) as f64 / 1e6),
-        "rss_mb_every_5s": samples.iter().map(|r| round1(*r as f64 / 1e6)).collect::<Vec<_>>(),
+        "memory_mb_start": round1(rss0 as f64 / 1e6),
+        "memory_mb_end": round1(rss_end as f64 / 1e6),
+        "memory_mb_peak_sampled": round1(samples.iter().copied().max().unwrap_or(rss_end).max(rss_end) as f64 / 1e6),
+        "memory_mb_every_5s": samples.iter().map(|r| round1(*r as f64 / 1e6)).collect::<Vec<_>>(),
         "load_generator_cpu_s": round1(own_cpu * 10.0) / 10.0,
+        "open_fds_end": pids.iter().filter_map(|p| open_fds(*p)).sum::<usize>(),
     });
     (report, server)
 }
@@ -368,7 +369,7 @@ async fn streams(a: &Args) -> anyhow::Result<Value> {
         keys.push(create_key(http, &token, &format!("s{i:03}")).await?);
     }
     let idle = CpuWindow::start(&[node_pid]);
-    let rss_before = rss_bytes(node_pid).map_or(0, |r| r.0);
+    let rss_before = memory_bytes(node_pid);
     tokio::time::sleep(Duration::from_secs(3)).await;
     let idle_rate = {
         let (c, w) = idle.read();
@@ -400,7 +401,7 @@ async fn streams(a: &Args) -> anyhow::Result<Value> {
         .await?;
     }
     let all_live_after_s = round1(t0.elapsed().as_secs_f64());
-    let rss_streams = rss_bytes(node_pid).map_or(0, |r| r.0);
+    let rss_streams = memory_bytes(node_pid);
 
     // The viewers of every stream, concurrently, while the node's CPU is measured.
     let w = CpuWindow::start(&[node_pid]);
@@ -429,7 +430,7 @@ async fn streams(a: &Args) -> anyhow::Result<Value> {
         }
     }
     let (cpu, wall) = w.read();
-    let rss_end = rss_bytes(node_pid).map_or(0, |r| r.0);
+    let rss_end = memory_bytes(node_pid);
     per_stream.sort_by_key(|(i, _)| *i);
     let p95s: Vec<f64> = per_stream
         .iter()
@@ -480,9 +481,10 @@ async fn streams(a: &Args) -> anyhow::Result<Value> {
         "all_live_after_s": all_live_after_s,
         "node_cpu_share_of_machine": round1(cpu / wall / machine_cores * 1000.0) / 1000.0,
         "node_idle_cpu_share_of_machine_before": round1(idle_rate / machine_cores * 1000.0) / 1000.0,
-        "node_rss_mb": {"before": round1(rss_before as f64 / 1e6), "streams_live": round1(rss_streams as f64 / 1e6), "end": round1(rss_end as f64 / 1e6)},
-        "node_rss_mb_every_5s": rss_series,
-        "rss_mb_per_stream_window_full": round1((rss_end.saturating_sub(rss_before)) as f64 / 1e6 / count.max(1) as f64),
+        "node_memory_mb": {"before": round1(rss_before as f64 / 1e6), "streams_live": round1(rss_streams as f64 / 1e6), "end": round1(rss_end as f64 / 1e6)},
+        "node_memory_mb_every_5s": rss_series,
+        "node_open_fds_end": open_fds(node_pid),
+        "memory_mb_per_stream_window_full": round1((rss_end.saturating_sub(rss_before)) as f64 / 1e6 / count.max(1) as f64),
         "part_latency_p95_ms": {"max_over_streams": p95_max, "median_over_streams": p95_median},
         "requests": requests,
         "errors": errors,

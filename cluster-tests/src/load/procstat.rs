@@ -66,13 +66,10 @@ impl CpuWindow {
         (cpu - self.cpu0, self.t0.elapsed().as_secs_f64())
     }
 
-    /// Current total RSS of the processes, bytes.
+    /// Current memory of the processes, bytes: RSS plus what they hold in memfds
+    /// ([`memory_bytes`]).
     pub fn rss(&self) -> u64 {
-        self.pids
-            .iter()
-            .filter_map(|p| rss_bytes(*p))
-            .map(|(r, _)| r)
-            .sum()
+        self.pids.iter().map(|p| memory_bytes(*p)).sum()
     }
 }
 
@@ -93,4 +90,48 @@ pub fn raise_nofile_limit() -> u64 {
         libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
     }
     lim.rlim_cur
+}
+
+/// Bytes held in `pid`'s memfds (the node's sealed segments live there, outside its RSS until
+/// it touches them): the sizes of the distinct memfd descriptors it has open.
+pub fn memfd_bytes(pid: u32) -> u64 {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return 0;
+    };
+    let mut seen = std::collections::HashSet::new();
+    let mut total = 0;
+    for e in dir.flatten() {
+        let is_memfd =
+            std::fs::read_link(e.path()).is_ok_and(|t| t.to_string_lossy().starts_with("/memfd:"));
+        if !is_memfd {
+            continue;
+        }
+        if let Ok(m) = std::fs::metadata(e.path()) {
+            use std::os::unix::fs::MetadataExt;
+            if seen.insert(m.ino()) {
+                total += m.len();
+            }
+        }
+    }
+    total
+}
+
+/// The memory of `pid`: its RSS without shared-memory pages (`VmRSS - RssShmem`) plus the
+/// sizes of its memfds, so sealed segments count once whether or not they were touched.
+pub fn memory_bytes(pid: u32) -> u64 {
+    let shmem_kb = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("RssShmem:"))?
+                .split_whitespace()
+                .nth(1)?
+                .parse::<u64>()
+                .ok()
+        })
+        .unwrap_or(0);
+    rss_bytes(pid)
+        .map_or(0, |r| r.0)
+        .saturating_sub(shmem_kb * 1024)
+        + memfd_bytes(pid)
 }
