@@ -346,33 +346,21 @@ impl TrackStore {
             for p in &open.parts {
                 buf.extend_from_slice(&p.data);
             }
-            let whole = buf.freeze();
+            buf.freeze()
+        });
+        // Finished bytes never change: seal them into a file the HTTP layer can `sendfile`
+        // (store::sealed), or keep them on the heap when sealing is off.
+        let data = super::sealed::seal(&data).unwrap_or(data);
+        if from_parts {
             // The parts become views of the whole segment: one copy of the bytes per segment
             // in the ring, not two (a part's own buffer is freed once no request holds it).
             let mut at = 0;
             for p in &mut open.parts {
                 let n = p.data.len();
-                p.data = whole.slice(at..at + n);
+                p.data = data.slice(at..at + n);
                 at += n;
             }
-            whole
-        });
-        // Finished bytes never change: seal them into a file the HTTP layer can `sendfile`
-        // (store::sealed); the parts then point into that file too.
-        let data = match super::sealed::seal(&data) {
-            Some(sealed) => {
-                if from_parts {
-                    let mut at = 0;
-                    for p in &mut open.parts {
-                        let n = p.data.len();
-                        p.data = sealed.slice(at..at + n);
-                        at += n;
-                    }
-                }
-                sealed
-            }
-            None => data,
-        };
+        }
         let duration_ticks = end.saturating_sub(open.start);
         if duration_ticks == 0 || open.parts.is_empty() && data.is_empty() {
             // An empty segment (the publisher stopped right at a boundary) is not listed:

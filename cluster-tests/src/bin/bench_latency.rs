@@ -1,8 +1,8 @@
 //! `bench_latency`: how long a frame takes from the publisher's socket to a viewer.
 //!
 //! Publishes a pre-encoded FLV file (made by `scripts/bench-latency` with ffmpeg) over RTMP at
-//! real-time pace, using rml_rtmp's client session, and records when each video frame was
-//! written to the socket. Meanwhile it follows the stream like a player:
+//! real-time pace with the load generator's RTMP publisher (rml_rtmp's client session), and
+//! records when each video frame was written to the socket. Meanwhile it follows the stream like a player:
 //! - LL-HLS (CMAF): blocking playlist reloads (`_HLS_msn`/`_HLS_part`) on the `--rendition`
 //!   rendition (default `source`), fetching each new part; a part's frames are read from its `tfdt`/`trun`.
 //! - HLS (MPEG-TS): playlist polling every 20 ms, fetching each new segment; a segment's frames
@@ -16,24 +16,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
-use bytes::Bytes;
-use hivecast_proto::flv::file::{FlvFileReader, FlvTag, TAG_AUDIO, TAG_VIDEO};
-use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
-use rml_rtmp::sessions::{
-    ClientSession, ClientSessionConfig, ClientSessionEvent, ClientSessionResult, PublishRequestType,
-};
-use rml_rtmp::time::RtmpTimestamp;
+use anyhow::Context;
+use cluster_tests::load::publish::{read_flv, RtmpPublisher};
+use hivecast_proto::flv::file::TAG_VIDEO;
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-
-fn read_flv(path: &str) -> anyhow::Result<Vec<FlvTag>> {
-    let b = std::fs::read(path).with_context(|| format!("reading {path}"))?;
-    FlvFileReader::new(Bytes::from(b))?
-        .collect::<Result<Vec<_>, _>>()
-        .with_context(|| format!("parsing {path}"))
-}
 
 /// (tfdt, sum of sample durations) of the first traf of a CMAF chunk.
 fn part_span(b: &[u8]) -> Option<(u64, u64)> {
@@ -301,67 +287,11 @@ async fn main() -> anyhow::Result<()> {
     let flv = arg("--flv")?;
     // The rendition followed (default `source`; a ladder rung measures the transcoder's latency).
     let rendition = arg("--rendition").unwrap_or_else(|_| "source".to_owned());
-    let tags = read_flv(&flv)?;
+    let tags = read_flv(std::path::Path::new(&flv))?;
     let media_secs = tags.last().map_or(0, |t| t.timestamp_ms) as f64 / 1000.0;
 
     let t0 = Instant::now();
-    let mut sock = TcpStream::connect(&rtmp_addr).await?;
-    sock.set_nodelay(true)?;
-    let mut hs = Handshake::new(PeerType::Client);
-    sock.write_all(&hs.generate_outbound_p0_and_p1()?).await?;
-    let mut buf = vec![0u8; 65536];
-    let leftover = loop {
-        let n = sock.read(&mut buf).await?;
-        if n == 0 {
-            bail!("server closed during handshake");
-        }
-        match hs.process_bytes(&buf[..n])? {
-            HandshakeProcessResult::InProgress { response_bytes } => {
-                sock.write_all(&response_bytes).await?
-            }
-            HandshakeProcessResult::Completed {
-                response_bytes,
-                remaining_bytes,
-            } => {
-                sock.write_all(&response_bytes).await?;
-                break remaining_bytes;
-            }
-        }
-    };
-    let (mut session, initial) = ClientSession::new(ClientSessionConfig::new())?;
-    let mut pending: Vec<ClientSessionResult> = initial;
-    pending.extend(session.handle_input(&leftover)?);
-    pending.push(session.request_connection("live".to_owned())?);
-    let mut published = false;
-    let mut connected = false;
-    while !published {
-        for r in std::mem::take(&mut pending) {
-            match r {
-                ClientSessionResult::OutboundResponse(p) => sock.write_all(&p.bytes).await?,
-                ClientSessionResult::RaisedEvent(ClientSessionEvent::ConnectionRequestAccepted) => {
-                    connected = true
-                }
-                ClientSessionResult::RaisedEvent(ClientSessionEvent::PublishRequestAccepted) => {
-                    published = true
-                }
-                ClientSessionResult::RaisedEvent(e) => eprintln!("rtmp event: {e:?}"),
-                ClientSessionResult::UnhandleableMessageReceived(_) => {}
-            }
-        }
-        if connected {
-            connected = false;
-            pending.push(session.request_publishing(key.clone(), PublishRequestType::Live)?);
-            continue;
-        }
-        if published {
-            break;
-        }
-        let n = sock.read(&mut buf).await?;
-        if n == 0 {
-            bail!("server closed the connection before publishing was accepted");
-        }
-        pending.extend(session.handle_input(&buf[..n])?);
-    }
+    let mut publisher = RtmpPublisher::connect(&rtmp_addr, &key, Duration::from_secs(10)).await?;
 
     let http = reqwest::Client::new();
     let cmaf_base = format!("{http_base}/cmaf/{stream}");
@@ -387,12 +317,6 @@ async fn main() -> anyhow::Result<()> {
     ));
     let ts = tokio::spawn(follow_ts(http.clone(), hls_base, rendition.clone(), until));
 
-    // Drain the server's bytes (acks) in the background so its writes never block.
-    let (mut rd, mut wr) = sock.into_split();
-    tokio::spawn(async move {
-        let mut b = vec![0u8; 65536];
-        while rd.read(&mut b).await.is_ok_and(|n| n > 0) {}
-    });
     let sent: Sent = Arc::new(Mutex::new(HashMap::new()));
     let base_ts = tags
         .iter()
@@ -404,25 +328,13 @@ async fn main() -> anyhow::Result<()> {
     for tag in &tags {
         let due = start + Duration::from_millis(u64::from(tag.timestamp_ms));
         tokio::time::sleep_until(due.into()).await;
-        let ts = RtmpTimestamp::new(tag.timestamp_ms);
-        let r = match tag.tag_type {
-            TAG_AUDIO => session.publish_audio_data(tag.data.clone(), ts, false)?,
-            TAG_VIDEO => session.publish_video_data(tag.data.clone(), ts, false)?,
-            _ => continue,
-        };
-        if let ClientSessionResult::OutboundResponse(p) = r {
-            wr.write_all(&p.bytes).await?;
-        }
+        publisher.send(tag, tag.timestamp_ms).await?;
         if tag.tag_type == TAG_VIDEO && tag.data.len() > 1 && tag.data[1] == 1 {
             let dts = (i64::from(tag.timestamp_ms) - i64::from(base_ts)) * 90;
             sent.lock().unwrap().insert(dts, Instant::now());
         }
     }
-    for r in session.stop_publishing()? {
-        if let ClientSessionResult::OutboundResponse(p) = r {
-            wr.write_all(&p.bytes).await?;
-        }
-    }
+    publisher.stop().await?;
     let cmaf_spans = cmaf.await?;
     let ts_spans = ts.await?;
     let first_ll = first_ll.await?;
