@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use cluster_tests::load::publish::{read_flv, RtmpPublisher};
+use cluster_tests::try_wait_every;
 use hivecast_proto::flv::file::TAG_VIDEO;
 use serde_json::json;
 
@@ -143,14 +144,17 @@ async fn follow_cmaf(
             Some((m, p)) => format!("{url}?_HLS_msn={m}&_HLS_part={p}"),
             None => url.clone(),
         };
-        let Ok(r) = http.get(&q).send().await else {
-            continue;
+        let r = match http.get(&q).send().await {
+            Ok(r) if r.status().is_success() => r,
+            _ => {
+                // No playlist (yet): wait for one, then start over with a plain reload.
+                if !playlist_exists(&http, &url, until).await {
+                    break;
+                }
+                next = None;
+                continue;
+            }
         };
-        if !r.status().is_success() {
-            // Before the first segment the playlist is 404 and cannot block: poll like a player.
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            continue;
-        }
         let text = r.text().await.unwrap_or_default();
         let mut last: Option<(u64, u64)> = None;
         for line in text.lines() {
@@ -260,15 +264,30 @@ async fn first_playable(
     media: String,
     t0: Instant,
 ) -> Option<f64> {
-    while t0.elapsed() < Duration::from_secs(30) {
-        let ok = |r: reqwest::Result<reqwest::Response>| r.is_ok_and(|r| r.status().is_success());
-        if ok(http.get(&url).send().await) && ok(http.get(&media).send().await) {
-            return Some(t0.elapsed().as_secs_f64() * 1000.0);
-        }
-        // The measured quantity is when polling first succeeds; 10 ms is its resolution.
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    None
+    let ok = |r: reqwest::Result<reqwest::Response>| r.is_ok_and(|r| r.status().is_success());
+    // The measured quantity is when polling first succeeds; 10 ms is its resolution.
+    let deadline = Duration::from_secs(30).saturating_sub(t0.elapsed());
+    try_wait_every(Duration::from_millis(10), deadline, async || {
+        (ok(http.get(&url).send().await) && ok(http.get(&media).send().await))
+            .then(|| t0.elapsed().as_secs_f64() * 1000.0)
+    })
+    .await
+    .ok()
+}
+
+/// Wait (polling like a player, every 20 ms) until `url` answers 200, at the latest until
+/// `until`: before the first segment a playlist is 404 and cannot block.
+async fn playlist_exists(http: &reqwest::Client, url: &str, until: Instant) -> bool {
+    let deadline = until.saturating_duration_since(Instant::now());
+    try_wait_every(Duration::from_millis(20), deadline, async || {
+        http.get(url)
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+            .then_some(())
+    })
+    .await
+    .is_ok()
 }
 
 #[tokio::main]
@@ -297,24 +316,21 @@ async fn main() -> anyhow::Result<()> {
     let cmaf_base = format!("{http_base}/cmaf/{stream}");
     let hls_base = format!("{http_base}/hls/{stream}");
     let until = Instant::now() + Duration::from_secs_f64(media_secs + 10.0);
-    let first_ll = tokio::spawn(first_playable(
+    // Followed in this task, beside the publisher: their waits use `try_wait_every`, whose
+    // async closures make the futures unfit for `tokio::spawn`.
+    let first_ll = first_playable(
         http.clone(),
         format!("{cmaf_base}/master.m3u8"),
         format!("{cmaf_base}/{rendition}/index.m3u8"),
         t0,
-    ));
-    let first_hls = tokio::spawn(first_playable(
+    );
+    let first_hls = first_playable(
         http.clone(),
         format!("{hls_base}/master.m3u8"),
         format!("{hls_base}/{rendition}/index.m3u8"),
         t0,
-    ));
-    let cmaf = tokio::spawn(follow_cmaf(
-        http.clone(),
-        cmaf_base,
-        rendition.clone(),
-        until,
-    ));
+    );
+    let cmaf = follow_cmaf(http.clone(), cmaf_base, rendition.clone(), until);
     let ts = tokio::spawn(follow_ts(http.clone(), hls_base, rendition.clone(), until));
 
     let sent: Sent = Arc::new(Mutex::new(HashMap::new()));
@@ -324,21 +340,23 @@ async fn main() -> anyhow::Result<()> {
             t.tag_type == TAG_VIDEO && t.data.len() > 1 && t.data[0] >> 4 == 1 && t.data[1] == 1
         })
         .map_or(0, |t| t.timestamp_ms);
-    let start = Instant::now();
-    for tag in &tags {
-        let due = start + Duration::from_millis(u64::from(tag.timestamp_ms));
-        tokio::time::sleep_until(due.into()).await;
-        publisher.send(tag, tag.timestamp_ms).await?;
-        if tag.tag_type == TAG_VIDEO && tag.data.len() > 1 && tag.data[1] == 1 {
-            let dts = (i64::from(tag.timestamp_ms) - i64::from(base_ts)) * 90;
-            sent.lock().unwrap().insert(dts, Instant::now());
+    let publish = async {
+        let start = Instant::now();
+        for tag in &tags {
+            let due = start + Duration::from_millis(u64::from(tag.timestamp_ms));
+            tokio::time::sleep_until(due.into()).await;
+            publisher.send(tag, tag.timestamp_ms).await?;
+            if tag.tag_type == TAG_VIDEO && tag.data.len() > 1 && tag.data[1] == 1 {
+                let dts = (i64::from(tag.timestamp_ms) - i64::from(base_ts)) * 90;
+                sent.lock().unwrap().insert(dts, Instant::now());
+            }
         }
-    }
-    publisher.stop().await?;
-    let cmaf_spans = cmaf.await?;
+        publisher.stop().await
+    };
+    let (published, first_ll, first_hls, cmaf_spans) =
+        tokio::join!(publish, first_ll, first_hls, cmaf);
+    published?;
     let ts_spans = ts.await?;
-    let first_ll = first_ll.await?;
-    let first_hls = first_hls.await?;
     let after = |ms: Option<f64>| ms.map(|ms| t0 + Duration::from_secs_f64(ms / 1000.0));
     let mut ll = latencies(&sent, &cmaf_spans, None);
     let mut hls = latencies(&sent, &ts_spans, None);

@@ -26,6 +26,7 @@ use cluster_tests::load::m3u8::{parse_master, parse_media};
 use cluster_tests::load::procstat::{memory_bytes, open_fds, CpuWindow};
 use cluster_tests::load::publish::{read_flv, spawn_publisher, RtmpPublisher};
 use cluster_tests::load::{run, LoadConfig, LoadReport, Mode};
+use cluster_tests::try_wait_every;
 use serde_json::{json, Value};
 
 struct Args(Vec<String>);
@@ -66,17 +67,12 @@ async fn wait_segments(
     n: usize,
     limit: Duration,
 ) -> anyhow::Result<()> {
-    let until = Instant::now() + limit;
-    let mut tick = tokio::time::interval(Duration::from_millis(200));
-    while Instant::now() < until {
-        tick.tick().await;
-        if let Some(t) = get_text(addr, path).await {
-            if parse_media(&t).segments.len() >= n {
-                return Ok(());
-            }
-        }
-    }
-    bail!("{path} did not list {n} segments within {limit:?}")
+    try_wait_every(Duration::from_millis(200), limit, async || {
+        let t = get_text(addr, path).await?;
+        (parse_media(&t).segments.len() >= n).then_some(())
+    })
+    .await
+    .map_err(|_| anyhow::anyhow!("{path} did not list {n} segments within {limit:?}"))
 }
 
 /// Copy the node's multivariant playlist, one rendition's media playlist and its segments under
@@ -249,6 +245,7 @@ async fn viewers(a: &Args) -> anyhow::Result<Value> {
     wait_segments(http, &media, 4, Duration::from_secs(60)).await?;
 
     // Baseline: the node ingesting and packaging, nobody watching.
+    // A fixed measurement window, not a wait for anything.
     let idle = CpuWindow::start(&[node_pid]);
     tokio::time::sleep(Duration::from_secs(5)).await;
     let (idle_cpu, idle_wall) = idle.read();
@@ -370,6 +367,7 @@ async fn streams(a: &Args) -> anyhow::Result<Value> {
     }
     let idle = CpuWindow::start(&[node_pid]);
     let rss_before = memory_bytes(node_pid);
+    // A fixed measurement window (the node's idle CPU), not a wait for anything.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let idle_rate = {
         let (c, w) = idle.read();
