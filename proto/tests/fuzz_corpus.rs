@@ -27,7 +27,7 @@ mod wire;
 type Check = fn(&[u8]);
 
 /// Every fuzz target and its check.
-const TARGETS: [(&str, Check); 11] = [
+const TARGETS: [(&str, Check); 13] = [
     ("rtmp_handshake", checks::rtmp_handshake),
     ("rtmp_session", checks::rtmp_session),
     ("amf0", checks::amf0),
@@ -39,6 +39,8 @@ const TARGETS: [(&str, Check); 11] = [
     ("aac_config", checks::aac_config),
     ("hls_query", checks::hls_query),
     ("peer_wire", checks::peer_wire),
+    ("cmcd", checks::cmcd),
+    ("beacon", checks::beacon),
 ];
 
 fn files(dir: &Path) -> Vec<PathBuf> {

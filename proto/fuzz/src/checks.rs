@@ -1,5 +1,6 @@
 //! The body of every fuzz target, one `pub fn` per target (`fuzz_targets/<name>.rs` only
-//! calls it). Kept here, with no dependency beyond hivecast-proto, bytes and rml_rtmp, so that
+//! calls it). Kept here, with no dependency beyond hivecast-proto, bytes, rml_rtmp and
+//! serde_json (all of them hivecast-proto's own dependencies), so that
 //! `proto/tests/fuzz_corpus.rs` replays the committed corpora and the crash regressions
 //! through exactly these checks under plain `cargo test` (it includes this file, `formats.rs`,
 //! `session.rs` and `wire.rs` by path).
@@ -9,6 +10,11 @@
 //! hivecast-proto (or in the check).
 
 use bytes::{Bytes, BytesMut};
+use hivecast_proto::beacon::{
+    parse_beacon, BeaconError, BeaconEvent, BeaconKind, MAX_BEACON_BYTES, MAX_ECHO_CHARS,
+    MAX_EVENTS,
+};
+use hivecast_proto::cmcd::{self, Cmcd, CmcdError};
 use hivecast_proto::codec::aac::{AacConfig, AacError, ADTS_HEADER_LEN, MAX_ADTS_FRAME_LEN};
 use hivecast_proto::codec::h264::{
     self, AvcConfig, H264Error, MAX_NALUS_PER_ACCESS_UNIT, NAL_IDR, NAL_PPS, NAL_SPS,
@@ -670,4 +676,219 @@ fn playlist(shape: [u8; 8]) -> MediaPlaylist {
         .map(|j| PartEntry::new(format!("next.{j}.mp4"), 0.2, j == 0))
         .collect();
     p
+}
+
+/// CMCD (CTA-5004, `hivecast_proto::cmcd`) as players send it, the whole input three ways:
+/// as the values of the `CMCD-*` headers, split on `\n` (which a header value cannot hold),
+/// into `cmcd::from_headers`; and, when it is UTF-8, as one payload into `parse_payload` and
+/// as a query string into `from_query`.
+///
+/// Checks: whatever parses, `encode` writes back in at most as many bytes as it came from (the
+/// payload, or the header values joined; for a query, within `MAX_PAYLOAD_LEN`), and that
+/// parses to the same value and encodes to the same text; `encode_query` and `encode_headers`
+/// go back through `from_query` and `from_headers` to the same value; `TooLong` exactly when
+/// the payload (or the joined header values) is over `MAX_PAYLOAD_LEN`, reporting that length;
+/// the headers' result is the `merge` of each value's `parse_payload`, in order; the first
+/// `CMCD` query parameter wins, and one appended to a query without any is found; an error
+/// echoes at most `MAX_ERROR_KEY_CHARS` characters of a key.
+pub fn cmcd(data: &[u8]) {
+    let too_long = |len| CmcdError::TooLong {
+        len,
+        max: cmcd::MAX_PAYLOAD_LEN,
+    };
+    let values: Vec<&[u8]> = data.split(|&b| b == b'\n').collect();
+    let headers = cmcd::from_headers(values.iter().copied());
+    if data.len() > cmcd::MAX_PAYLOAD_LEN {
+        assert_eq!(headers, Err(too_long(data.len())));
+    } else {
+        let mut reference = Ok(Cmcd::default());
+        for v in &values {
+            reference = reference.and_then(|mut acc| {
+                let s = std::str::from_utf8(v).map_err(|_| CmcdError::NotUtf8)?;
+                cmcd::merge(&mut acc, cmcd::parse_payload(s)?);
+                Ok(acc)
+            });
+        }
+        assert_eq!(
+            headers,
+            reference.map(Some),
+            "headers are not the merge of the values"
+        );
+    }
+    match &headers {
+        Ok(Some(c)) => cmcd_round_trip(c, data.len()),
+        Ok(None) => panic!("at least one header value was given"),
+        Err(e) => cmcd_error(e),
+    }
+
+    let Ok(s) = std::str::from_utf8(data) else {
+        return;
+    };
+    match cmcd::parse_payload(s) {
+        Ok(c) => {
+            assert!(s.len() <= cmcd::MAX_PAYLOAD_LEN);
+            cmcd_round_trip(&c, s.len());
+        }
+        Err(e) => {
+            assert_eq!(
+                s.len() > cmcd::MAX_PAYLOAD_LEN,
+                e == too_long(s.len()),
+                "{e:?}"
+            );
+            cmcd_error(&e);
+        }
+    }
+    let query = cmcd::from_query(s);
+    match &query {
+        Ok(Some(c)) => cmcd_round_trip(c, cmcd::MAX_PAYLOAD_LEN),
+        Ok(None) => {}
+        Err(e) => cmcd_error(e),
+    }
+    let appended = cmcd::from_query(&format!("{s}&CMCD=br%3D1"));
+    match query {
+        Ok(None) => assert_eq!(
+            appended,
+            Ok(Some(Cmcd {
+                br: Some(1),
+                ..Cmcd::default()
+            }))
+        ),
+        first => assert_eq!(appended, first, "the first CMCD parameter must win"),
+    }
+}
+
+/// `encode` and friends on a parsed value: see [`cmcd`].
+fn cmcd_round_trip(c: &Cmcd, came_from: usize) {
+    let payload = cmcd::encode(c);
+    assert!(
+        payload.len() <= came_from,
+        "{payload:?} is longer than the {came_from} bytes it came from"
+    );
+    let again = cmcd::parse_payload(&payload).expect("an encoded payload parses");
+    assert_eq!(&again, c);
+    assert_eq!(cmcd::encode(&again), payload);
+    let expected = Some(c.clone()).filter(|_| !payload.is_empty());
+    assert_eq!(
+        cmcd::from_query(&cmcd::encode_query(c)),
+        Ok(expected.clone())
+    );
+    let headers = cmcd::encode_headers(c);
+    assert_eq!(
+        cmcd::from_headers(headers.iter().map(|(_, v)| v.as_bytes())),
+        Ok(expected)
+    );
+}
+
+fn cmcd_error(e: &CmcdError) {
+    match e {
+        CmcdError::Malformed { key, .. } => {
+            assert!(key.chars().count() <= cmcd::MAX_ERROR_KEY_CHARS)
+        }
+        CmcdError::StringTooLong { len, max, .. } => assert!(len > max),
+        CmcdError::TooLong { len, max } => assert!(len > max),
+        CmcdError::NotUtf8 => {}
+    }
+}
+
+/// The body of `POST /v1/beacon` (`hivecast_proto::beacon::parse_beacon`): the whole input.
+///
+/// Checks: `TooLarge` exactly when the body is over `MAX_BEACON_BYTES`, and `NotUtf8` exactly
+/// when it is not UTF-8 (and fits); at most `MAX_EVENTS` events, each passing the rules
+/// `BeaconEvent` lists (checked here independently: charsets and lengths of `sid`, `stream`
+/// and `rendition`, a finite non-negative `latency_ms`, `message` at most 256 characters);
+/// echoed values at most `MAX_ECHO_CHARS` characters; and the events, written back as JSON (an
+/// array, and a bare object when there is one), parse to the same events when that JSON fits
+/// the limit ("the same": `latency_ms` within 4 ulp, since serde_json's default float parsing
+/// is not always exact on a round trip).
+pub fn beacon(data: &[u8]) {
+    let result = parse_beacon(data);
+    if data.len() > MAX_BEACON_BYTES {
+        assert!(
+            matches!(result, Err(BeaconError::TooLarge { len, max: MAX_BEACON_BYTES }) if len == data.len())
+        );
+        return;
+    }
+    assert_eq!(
+        std::str::from_utf8(data).is_err(),
+        matches!(result, Err(BeaconError::NotUtf8))
+    );
+    let events = match result {
+        Ok(events) => events,
+        Err(BeaconError::UnknownEvent { event, .. }) => {
+            assert!(event.chars().count() <= MAX_ECHO_CHARS);
+            assert!(BeaconKind::parse(&event).is_none());
+            return;
+        }
+        Err(BeaconError::InvalidField { value, .. }) => {
+            assert!(value.chars().count() <= MAX_ECHO_CHARS);
+            return;
+        }
+        Err(BeaconError::TooManyEvents { count, max }) => {
+            assert!(count > max && max == MAX_EVENTS);
+            return;
+        }
+        Err(_) => return,
+    };
+    assert!(events.len() <= MAX_EVENTS);
+    let charset = |s: &str, max: usize, extra: &[u8]| {
+        (1..=max).contains(&s.len())
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-".contains(&b) || extra.contains(&b))
+    };
+    for e in &events {
+        assert!(charset(&e.sid, 64, b"."), "sid {:?}", e.sid);
+        assert!(charset(&e.stream, 64, b""), "stream {:?}", e.stream);
+        if let Some(r) = &e.rendition {
+            assert!(charset(r, 32, b""), "rendition {r:?}");
+        }
+        if let Some(l) = e.latency_ms {
+            assert!(l.is_finite() && l >= 0.0, "latency_ms {l}");
+        }
+        if let Some(m) = &e.message {
+            assert!(m.chars().count() <= 256);
+        }
+    }
+
+    let json: Vec<serde_json::Value> = events.iter().map(beacon_json).collect();
+    let array = serde_json::to_vec(&json).expect("events serialize");
+    let mut forms = vec![array];
+    if let [one] = &json[..] {
+        forms.push(serde_json::to_vec(one).expect("an event serializes"));
+    }
+    for body in forms {
+        if body.len() > MAX_BEACON_BYTES {
+            // Integers given as floats (`"latency_ms":100` comes back as `100.0`) can grow.
+            continue;
+        }
+        let again = parse_beacon(&body).expect("events written back parse");
+        assert_eq!(again.len(), events.len());
+        for (a, e) in again.iter().zip(&events) {
+            let (al, el) = (a.latency_ms, e.latency_ms);
+            assert_eq!(al.is_some(), el.is_some());
+            if let (Some(al), Some(el)) = (al, el) {
+                assert!((al - el).abs() <= el * 4.0 * f64::EPSILON, "{al} != {el}");
+            }
+            let strip = |e: &BeaconEvent| BeaconEvent {
+                latency_ms: None,
+                ..e.clone()
+            };
+            assert_eq!(strip(a), strip(e));
+        }
+    }
+}
+
+fn beacon_json(e: &BeaconEvent) -> serde_json::Value {
+    serde_json::json!({
+        "sid": e.sid,
+        "stream": e.stream,
+        "event": e.kind.as_str(),
+        "rendition": e.rendition,
+        "bitrate_kbps": e.bitrate_kbps,
+        "buffer_ms": e.buffer_ms,
+        "latency_ms": e.latency_ms,
+        "stall_ms": e.stall_ms,
+        "dropped_frames": e.dropped_frames,
+        "bytes": e.bytes,
+        "message": e.message,
+    })
 }

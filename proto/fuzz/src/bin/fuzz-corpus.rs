@@ -30,6 +30,7 @@ use hivecast_proto::peer::{
     PeerResponse, RaftRpc, RequestV1, ResponseV1, WireFormat, WireKind, WireTrackInfo,
 };
 use hivecast_proto::rtmp::RtmpLimits;
+use hivecast_proto::{beacon, cmcd};
 use hivecast_proto_fuzz::formats;
 use hivecast_proto_fuzz::session::{self, Op, Script, FLAG_SMALL_FEEDS};
 use hivecast_proto_fuzz::wire::{msg_type, HANDSHAKE_LEN};
@@ -578,6 +579,126 @@ fn hls_seeds(seeds: &mut Seeds) {
     }
 }
 
+/// CMCD (CTA-5004) as players send it: the spec's own example (section 5) as a query argument,
+/// as a payload and as its four headers, the forms hls.js 1.7 writes (`URLSearchParams`, so
+/// `+` for a space; v1, and v2 with inner lists and parameters), custom keys and the lenient
+/// spacing some players use. The `cmcd` target reads its whole input as a payload, as a
+/// query string and as header values split on `\n`; each seed is checked in the form it was
+/// written for.
+fn cmcd_seeds(seeds: &mut Seeds) -> Result<()> {
+    const SID: &str = "6e2fb550-c457-11e9-bb97-0800200c9a66";
+    const CID: &str = "faec5fc2-ac30-11eabb37-0242ac130002";
+    let spec_payload = format!(
+        r#"bl=21300,br=3200,bs,cid="{CID}",d=4004,dl=18500,mtp=48100,nor="..%2F300kbps%2Ftrack.m4v",nrr="12323-48763",ot=v,pr=1.08,rtp=12000,sf=d,sid="{SID}",st=v,su,tb=6000"#
+    );
+    let spec_headers = format!(
+        "br=3200,d=4004,ot=v,tb=6000\n\
+         bl=21300,dl=18500,mtp=48100,nor=\"..%2F300kbps%2Ftrack.m4v\",nrr=\"12323-48763\",su\n\
+         cid=\"{CID}\",pr=1.08,sf=d,sid=\"{SID}\",st=v\n\
+         bs,rtp=12000"
+    );
+    let parsed = cmcd::parse_payload(&spec_payload).map_err(|e| format!("spec payload: {e}"))?;
+    let seeds_by_form = [
+        ("query", "spec-query", cmcd::encode_query(&parsed)),
+        ("payload", "spec-payload", spec_payload.clone()),
+        ("headers", "spec-headers", spec_headers),
+        (
+            "query",
+            "hlsjs-manifest-query",
+            format!("CMCD=ot%3Dm%2Csf%3Dh%2Csid%3D%22{SID}%22%2Csu"),
+        ),
+        (
+            "query",
+            "hlsjs-segment-query",
+            format!(
+                "_HLS_msn=12&_HLS_part=3&CMCD=bl%3D1200%2Cbr%3D1465%2Cd%3D2000%2Cmtp%3D25400\
+                 %2Cot%3Dav%2Csf%3Dh%2Csid%3D%22{SID}%22%2Cst%3Dl%2Ctb%3D4628"
+            ),
+        ),
+        (
+            "query",
+            "urlsearchparams-plus",
+            "token=abc&CMCD=cid%3D%22my+movie%2B1%22%2Cpr%3D1.5%2Cbs".to_string(),
+        ),
+        (
+            "payload",
+            "hlsjs-v2-payload",
+            format!(
+                r#"bl=(1200),br=(3200;ot=v 128;ot=a),msd=1234,nor=("seg2.m4s";r="100-200"),ot=v,sf=h,sid="{SID}",sn=4,sta=p,v=2"#
+            ),
+        ),
+        (
+            "payload",
+            "custom-keys",
+            r#"br=3200,com.example-myNumericKey=500,com.example-myStringKey="myStringValue",ot=v"#
+                .to_string(),
+        ),
+        (
+            "headers",
+            "headers-whitespace",
+            "bl=21300, mtp=48100, su\n br=3200;x=1, ot=v\nbs=?1, rtp=12000".to_string(),
+        ),
+    ];
+    for (form, name, text) in seeds_by_form {
+        let parsed = match form {
+            "query" => cmcd::from_query(&text).map(|c| c.is_some()),
+            "headers" => cmcd::from_headers(text.split('\n').map(str::as_bytes)).map(|_| true),
+            _ => cmcd::parse_payload(&text).map(|_| true),
+        };
+        match parsed {
+            Ok(true) => seeds.add("cmcd", name.into(), text.into_bytes()),
+            Ok(false) => return Err(format!("CMCD seed {name}: no CMCD parameter").into()),
+            Err(e) => return Err(format!("CMCD seed {name}: {e}").into()),
+        }
+    }
+    Ok(())
+}
+
+/// Beacon bodies (`POST /v1/beacon`) in the format the player page sends: a start, a full
+/// heartbeat, an error with a message, a batch of the events a hidden tab queues, and an event
+/// with fields this version ignores. Each is checked to parse.
+fn beacon_seeds(seeds: &mut Seeds) -> Result<()> {
+    const SID: &str = "6e2fb550-c457-11e9-bb97-0800200c9a66";
+    let heartbeat = format!(
+        r#"{{"sid":"{SID}","stream":"demo","event":"heartbeat","rendition":"480p","bitrate_kbps":1200,"buffer_ms":1500,"latency_ms":1800.5,"stall_ms":0,"dropped_frames":3,"bytes":1843200}}"#
+    );
+    let bodies = [
+        (
+            "start",
+            format!(
+                r#"{{"sid":"{SID}","stream":"demo","event":"start","rendition":"720p","bitrate_kbps":2800,"buffer_ms":2000,"latency_ms":3100.25}}"#
+            ),
+        ),
+        ("heartbeat", heartbeat.clone()),
+        (
+            "error",
+            format!(
+                r#"{{"sid":"{SID}","stream":"demo","event":"error","message":"networkError: fragLoadError (fatal) \"https://edge/hls/demo/480p/seg12.ts\""}}"#
+            ),
+        ),
+        (
+            "batch",
+            format!(
+                r#"[{heartbeat},
+ {{"sid":"{SID}","stream":"demo","event":"switch","rendition":"720p","bitrate_kbps":2800}},
+ {{"sid":"{SID}","stream":"demo","event":"stall","stall_ms":2300,"buffer_ms":0}},
+ {{"sid":"{SID}","stream":"demo","event":"end","latency_ms":2000}}]"#
+            ),
+        ),
+        (
+            "unknown-fields",
+            format!(
+                r#"{{"v":1,"sid":"{SID}","stream":"demo_2-b","event":"end","player":{{"name":"hls.js","version":"1.7.4","levels":[240,480,720]}},"rendition":null}}"#
+            ),
+        ),
+    ];
+    for (name, body) in bodies {
+        beacon::parse_beacon(body.as_bytes()).map_err(|e| format!("beacon seed {name}: {e}"))?;
+        seeds.add("beacon", name.into(), body.into_bytes());
+    }
+    Ok(())
+}
+
 /// AudioSpecificConfigs no capture here has (every encoder above writes AAC-LC), built from
 /// 14496-3 1.6.2.1: explicit HE-AAC (object type 5, SBR) and HE-AACv2 (29, PS) over an LC
 /// core, an escaped object type (31 -> 32 + 6 bits), and an explicit 24-bit frequency.
@@ -884,6 +1005,8 @@ fn extract(args: &[String]) -> Result<()> {
         }
     }
     hls_seeds(&mut seeds);
+    cmcd_seeds(&mut seeds)?;
+    beacon_seeds(&mut seeds)?;
     aac_seeds(&mut seeds)?;
     peer_seeds(&mut seeds);
     seeds.write(&out)
