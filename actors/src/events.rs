@@ -30,6 +30,43 @@ pub struct IngressMetrics {
     pub dropped_frames: u64,
 }
 
+/// What the viewers of one stream do, summed over every node serving it (sampled each second by
+/// the node's analytics).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AudienceMetrics {
+    /// Viewer sessions playing now.
+    pub concurrent_viewers: u64,
+    /// Viewer sessions that joined since the stream's first session on these nodes.
+    pub total_viewers: u64,
+    /// Bytes sent to viewers over the last second, kbit/s.
+    pub egress_bitrate_kbps: f64,
+    /// Concurrent viewers per video rendition (sorted by rendition name).
+    pub quality: Vec<(String, u64)>,
+    /// Buffering (stall) events reported by players so far (CMCD `bs`, beacons).
+    pub buffering_events: u64,
+    /// Share of the concurrent viewers that reported a stall in the last 30 s, 0..1.
+    pub stall_rate: f64,
+    /// Quality switches seen so far.
+    pub quality_switches: u64,
+    /// Nodes whose viewers are counted in this sample.
+    pub nodes: u32,
+}
+
+/// The per-second metrics of a live stream: ingest, audience and a health score.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StreamMetrics {
+    /// Wall clock of the sample, Unix ms.
+    pub at_ms: i64,
+    /// Ingest (from the origin node).
+    pub ingress: IngressMetrics,
+    /// Viewers.
+    pub audience: AudienceMetrics,
+    /// Age of the newest part or segment of the stream's video, ms (transcoder/packager lag).
+    pub media_age_ms: Option<u64>,
+    /// Health 0..100 (formula in `docs/ANALYTICS.md`).
+    pub health: f64,
+}
+
 /// One event on the hub.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StreamEvent {
@@ -53,7 +90,7 @@ pub enum StreamEvent {
         /// The publish session.
         epoch: Epoch,
         /// The sample.
-        metrics: IngressMetrics,
+        metrics: Box<StreamMetrics>,
     },
 }
 

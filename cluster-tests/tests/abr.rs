@@ -101,7 +101,11 @@ fn variant_names(master: &m3u8_rs::MasterPlaylist) -> Vec<String> {
     master
         .variants
         .iter()
-        .map(|v| v.uri.trim_end_matches("/index.m3u8").to_owned())
+        // The master hands each viewer its session id in the URLs (`?sid=`, analytics).
+        .map(|v| {
+            let path = v.uri.split('?').next().unwrap_or_default();
+            path.trim_end_matches("/index.m3u8").to_owned()
+        })
         .collect()
 }
 
@@ -288,7 +292,7 @@ async fn ladder_1080p_source() {
             let v = master
                 .variants
                 .iter()
-                .find(|v| v.uri == format!("{name}/index.m3u8"))
+                .find(|v| v.uri.split('?').next() == Some(&format!("{name}/index.m3u8")))
                 .unwrap_or_else(|| panic!("{format}: no variant {name}: {master:?}"));
             let ctx = format!("{format} variant {name}: {v:?}");
             let avg = v
@@ -443,7 +447,7 @@ async fn never_upscales_720p_and_480p_sources() {
                 let v = master
                     .variants
                     .iter()
-                    .find(|v| v.uri == format!("{r}/index.m3u8"))
+                    .find(|v| v.uri.split('?').next() == Some(&format!("{r}/index.m3u8")))
                     .unwrap_or_else(|| panic!("{stream} {format}: no variant {r}: {master:?}"));
                 let res = v.resolution.map(|res| (res.width, res.height));
                 assert_eq!(

@@ -2,7 +2,7 @@
 //! the default harness options (segment target T = 2 s, part target 200 ms) and one ffmpeg publisher;
 //! every kind of object is fetched and its headers compared with the table.
 //!
-//! Expected values at T = 2 s: masters `max-age=60`; TS media playlist `max-age=max(1, floor(T/2))` = 1;
+//! Expected values at T = 2 s: masters `private, max-age=60` (they carry the viewer's session id); TS media playlist `max-age=max(1, floor(T/2))` = 1;
 //! LL-HLS media playlist `max-age=1`; blocking reload `max-age=6xT` = 12; MPD `max-age=min(MUP, T/2)` = 1;
 //! segments, parts and init `public, max-age=600, immutable` with a strong ETag; errors `no-store`,
 //! except an unknown stream's 404 and an ended stream's 410 (`max-age=1`).
@@ -265,8 +265,32 @@ async fn every_viewer_object_carries_its_cache_headers() {
     .await;
 
     // Playlists.
-    assert_playlist(&node, TS_MASTER, M3U8_TYPE, "max-age=60").await;
-    assert_playlist(&node, CMAF_MASTER, M3U8_TYPE, "max-age=60").await;
+    // A master hands each viewer its session id in the media playlist URLs (analytics), so it is
+    // the viewer's own: private (a browser may keep it, a shared cache may not).
+    let master = assert_playlist(&node, TS_MASTER, M3U8_TYPE, "private, max-age=60").await;
+    assert!(
+        master
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .all(|l| l.contains("/index.m3u8?sid=")),
+        "every media playlist URL carries the session:\n{master}"
+    );
+    let cmaf_master = assert_playlist(&node, CMAF_MASTER, M3U8_TYPE, "private, max-age=60").await;
+    assert!(
+        cmaf_master.contains("URI=\"audio/index.m3u8?sid="),
+        "{cmaf_master}"
+    );
+    let again = assert_playlist(
+        &node,
+        &format!("{TS_MASTER}?sid=viewer-7"),
+        M3U8_TYPE,
+        "private, max-age=60",
+    )
+    .await;
+    assert!(
+        again.contains("/index.m3u8?sid=viewer-7\n"),
+        "a given session id is kept:\n{again}"
+    );
     assert_playlist(&node, TS_MEDIA, M3U8_TYPE, "max-age=1").await;
     assert_playlist(&node, CMAF_VIDEO, M3U8_TYPE, "max-age=1").await;
     assert_playlist(&node, CMAF_AUDIO, M3U8_TYPE, "max-age=1").await;
@@ -298,7 +322,12 @@ async fn every_viewer_object_carries_its_cache_headers() {
     // gzip on request, for playlists only; the decoded body is the identity body.
     assert_gzip_matches_identity(&node, TS_MEDIA, "max-age=1").await;
     assert_gzip_matches_identity(&node, MPD, "max-age=1").await;
-    assert_gzip_matches_identity(&node, TS_MASTER, "max-age=60").await;
+    assert_gzip_matches_identity(
+        &node,
+        &format!("{TS_MASTER}?sid=gz-1"),
+        "private, max-age=60",
+    )
+    .await;
     let r = get_with(&node, CMAF_VIDEO, &[("accept-encoding", "gzip;q=0")]).await;
     assert_eq!(
         header(&r, "content-encoding"),

@@ -56,6 +56,8 @@ pub struct App {
     pub requests: std::sync::atomic::AtomicU64,
     /// One permit per stream this node may transcode at once (`transcode.capacity`).
     pub transcode_slots: Arc<tokio::sync::Semaphore>,
+    /// Viewer sessions and stream metrics.
+    pub analytics: crate::analytics::Analytics,
 }
 
 impl App {

@@ -42,6 +42,12 @@ pub struct Config {
     pub cluster: ClusterSection,
     /// HTTP caching and CORS of the viewer routes.
     pub cache: CacheSection,
+    /// Viewer sessions and stream metrics.
+    #[serde(default)]
+    pub analytics: AnalyticsSection,
+    /// The audit log.
+    #[serde(default)]
+    pub audit: AuditSection,
     /// Test hooks.
     #[serde(default)]
     pub debug: DebugSection,
@@ -90,6 +96,11 @@ pub struct HttpSection {
     /// (Linux), sparing a copy per viewer request; one descriptor per segment in the rings.
     #[serde(default = "default_zero_copy")]
     pub zero_copy: bool,
+    /// Where the web pages find the JavaScript libraries installed from the npm registry
+    /// (`npm ci` in this directory puts them in `node_modules/`). Empty: `HIVECAST_ASSETS_DIR`,
+    /// else `node/assets` of the source tree the binary was built from, else `./node/assets`.
+    #[serde(default)]
+    pub assets_dir: String,
 }
 
 fn default_zero_copy() -> bool {
@@ -264,6 +275,51 @@ pub struct CacheSection {
     /// `Access-Control-Allow-Origin` on every viewer response: `*` or one origin
     /// (`https://player.example.com`). Constant, so no `Vary: Origin` is needed.
     pub allow_origin: String,
+}
+
+/// `[analytics]`: viewer sessions (CMCD, session ids in playlist URLs, beacons) and the
+/// per-second stream metrics built from them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct AnalyticsSection {
+    /// A session with no request in flight and none for this long has left (at least 1.5 x the
+    /// segment target is used, so a TS player between reloads is not counted as gone).
+    pub session_timeout_ms: u64,
+    /// Sessions tracked per node at most; beyond, new sessions are counted but not tracked.
+    pub max_sessions: usize,
+    /// Per-second samples kept per stream for `GET /v1/streams/{stream}/metrics`.
+    pub history_seconds: usize,
+    /// Hand each viewer of a master playlist a session id in its media playlist URLs
+    /// (`?sid=`). Off behind a CDN: per-viewer playlist URLs defeat its request collapsing
+    /// (players there send CMCD and beacons instead).
+    pub session_in_urls: bool,
+}
+
+impl Default for AnalyticsSection {
+    fn default() -> Self {
+        Self {
+            session_timeout_ms: 3000,
+            max_sessions: 50_000,
+            history_seconds: 600,
+            session_in_urls: true,
+        }
+    }
+}
+
+/// `[audit]`: the node's audit log (`GET /v1/audit`) in its redb file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct AuditSection {
+    /// Entries kept at most; the oldest are dropped first.
+    pub max_entries: u64,
+}
+
+impl Default for AuditSection {
+    fn default() -> Self {
+        Self {
+            max_entries: crate::storage::DEFAULT_MAX_AUDIT,
+        }
+    }
 }
 
 /// `[debug]`

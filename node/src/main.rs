@@ -4,6 +4,7 @@
 //! single-node registry), `keys`, `app` (shared state, stream manager), `listen/` (RTMP),
 //! `http/` (API, playback, WebSocket). This crate alone knows URLs, JSON and config files.
 
+mod analytics;
 mod app;
 mod cli;
 mod cluster;
@@ -52,7 +53,7 @@ async fn run(config: Option<std::path::PathBuf>) -> anyhow::Result<()> {
     raise_open_files_limit();
     let cfg = Config::load(config.as_deref()).context("loading configuration")?;
     let hub = EventHub::new(1024);
-    let storage = Storage::open(&cfg.node.data_dir)
+    let storage = Storage::open_with(&cfg.node.data_dir, cfg.audit.max_entries)
         .with_context(|| format!("opening storage in {}", cfg.node.data_dir.display()))?;
     let store = SegmentStore::new();
     let registry = Cluster::start(&cfg, status_observer(&cfg, &storage, &hub), store.clone())
@@ -79,7 +80,12 @@ async fn run(config: Option<std::path::PathBuf>) -> anyhow::Result<()> {
         stats: Mutex::new(HashMap::new()),
         requests: std::sync::atomic::AtomicU64::new(0),
         transcode_slots: Arc::new(tokio::sync::Semaphore::new(cfg.transcode.capacity)),
+        analytics: analytics::Analytics::new(
+            &cfg.analytics,
+            std::time::Duration::from_millis(cfg.media.segment_target_ms),
+        ),
     });
+    tokio::spawn(analytics::Analytics::run(app.clone()));
     tokio::spawn(listen::rtmp::serve(app.clone(), rtmp));
     tokio::spawn(app.clone().sweep_ended());
     tokio::spawn(app.clone().report_load());
@@ -191,7 +197,7 @@ fn status_observer(
                         Some(("publish_ended", "unpublished".to_owned()))
                     }
                     StreamStatus::Error => Some((
-                        "publish_ended",
+                        "stream_error",
                         format!("error: {}", c.reason.clone().unwrap_or_default()),
                     )),
                     StreamStatus::PendingIngest => None,

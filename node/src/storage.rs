@@ -63,7 +63,12 @@ pub struct AuditEntry {
 /// The node's database.
 pub struct Storage {
     db: Database,
+    /// Audit entries kept at most; the oldest go first.
+    max_audit: u64,
 }
+
+/// Audit entries kept by default (`audit.max_entries`).
+pub const DEFAULT_MAX_AUDIT: u64 = 100_000;
 
 fn decode<T: for<'de> Deserialize<'de>>(table: &'static str, v: &[u8]) -> Result<T, StorageError> {
     serde_json::from_slice(v).map_err(|e| StorageError::Corrupt {
@@ -77,19 +82,30 @@ fn encode<T: Serialize>(v: &T) -> Vec<u8> {
 }
 
 impl Storage {
-    /// Open (or create) `<dir>/hivecast.redb`.
+    /// Open (or create) `<dir>/hivecast.redb` with the default retention.
+    #[cfg(test)]
     pub fn open(dir: &Path) -> Result<Arc<Self>, StorageError> {
+        Self::open_with(dir, DEFAULT_MAX_AUDIT)
+    }
+
+    /// Open (or create) `<dir>/hivecast.redb`, keeping at most `max_audit` audit entries.
+    pub fn open_with(dir: &Path, max_audit: u64) -> Result<Arc<Self>, StorageError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StorageError::Db(format!("{}: {e}", dir.display())))?;
         let db = Database::create(dir.join("hivecast.redb"))?;
         let tx = db.begin_write()?;
         tx.open_table(AUDIT)?;
         tx.commit()?;
-        Ok(Arc::new(Self { db }))
+        Ok(Arc::new(Self {
+            db,
+            max_audit: max_audit.max(1),
+        }))
     }
 
-    /// Append an audit entry (failures are logged, never fatal).
+    /// Append an audit entry (failures are logged, never fatal), dropping the oldest beyond the
+    /// retention; the entry is also a structured tracing event (target `audit`).
     pub fn audit(&self, stream: &str, event: &str, detail: &str, remote: Option<String>) {
+        tracing::info!(target: "audit", stream, event, detail, remote = remote.as_deref().unwrap_or(""), "audit");
         let entry = AuditEntry {
             at_ms: unix_ms_now(),
             stream: stream.to_owned(),
@@ -103,6 +119,18 @@ impl Storage {
                 let mut t = tx.open_table(AUDIT)?;
                 let next = t.last()?.map_or(0, |(k, _)| k.value() + 1);
                 t.insert(next, encode(&entry).as_slice())?;
+                // Keys are consecutive: everything below `next + 1 - max` goes.
+                let keep_from = (next + 1).saturating_sub(self.max_audit);
+                loop {
+                    let first = match t.first()? {
+                        Some((k, _)) => k.value(),
+                        None => break,
+                    };
+                    if first >= keep_from {
+                        break;
+                    }
+                    t.remove(first)?;
+                }
             }
             tx.commit()?;
             Ok(())
@@ -160,5 +188,17 @@ mod tests {
         drop(s);
         let s = Storage::open(dir.path()).unwrap();
         assert_eq!(s.audit_log(None, 10).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn audit_retention_drops_the_oldest() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Storage::open_with(dir.path(), 3).unwrap();
+        for i in 0..5 {
+            s.audit("a", "e", &i.to_string(), None);
+        }
+        let all = s.audit_log(None, 10).unwrap();
+        let details: Vec<&str> = all.iter().map(|e| e.detail.as_str()).collect();
+        assert_eq!(details, ["2", "3", "4"]);
     }
 }

@@ -60,6 +60,53 @@ pub struct NodeLoad {
     pub requests_per_s: f32,
 }
 
+/// One stream's viewers on one node, sent to every member once a second so that each node can
+/// show a stream's audience summed over the cluster (not in the Raft log).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StreamAudience {
+    /// Stream name.
+    pub stream: String,
+    /// The session the counts belong to.
+    pub epoch: u64,
+    /// Viewer sessions playing on the sender now.
+    pub concurrent: u32,
+    /// Sessions that joined on the sender so far.
+    pub joined: u64,
+    /// Bytes sent to the stream's viewers over the last second, kbit/s.
+    pub egress_kbps: f32,
+    /// Concurrent viewers per video rendition (at most 16 entries).
+    pub quality: Vec<(String, u32)>,
+    /// Buffering events reported so far.
+    pub stalls: u64,
+    /// Concurrent viewers with a stall in the last 30 s.
+    pub stalled_recent: u32,
+    /// Quality switches so far.
+    pub switches: u64,
+    /// The ingest, when the sender is the stream's origin.
+    pub ingress: Option<IngressSummary>,
+}
+
+/// A stream's ingest as its origin sees it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct IngressSummary {
+    /// kbit/s over the last second.
+    pub bitrate_kbps: f32,
+    /// Video frames per second.
+    pub fps: f32,
+    /// Video frames received.
+    pub frames: u64,
+    /// Frames dropped (ingest queue, encoders behind).
+    pub dropped_frames: u64,
+    /// Width (0: unknown).
+    pub width: u32,
+    /// Height (0: unknown).
+    pub height: u32,
+    /// RFC 6381 video codec ("" unknown).
+    pub video_codec: String,
+    /// RFC 6381 audio codec ("" unknown).
+    pub audio_codec: String,
+}
+
 /// Which Raft RPC a [`RequestV1::Raft`] body holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RaftRpc {
@@ -121,6 +168,13 @@ pub enum RequestV1 {
     /// To the leader: confirm leadership with a quorum and answer the committed log index (a
     /// node that stalled waits until it has applied that much before serving live media).
     ReadIndex,
+    /// The sender's viewers of each stream it serves, once a second (analytics).
+    Audience {
+        /// Sender's name.
+        from: String,
+        /// One entry per stream (at most 1,000).
+        streams: Vec<StreamAudience>,
+    },
 }
 
 /// A response, versioned.

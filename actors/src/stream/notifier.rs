@@ -1,5 +1,6 @@
-//! Notifier: samples the stream's ingest counters once per second and publishes the metrics on
-//! the event hub (WebSocket subscribers) and in [`IngestStats`] (the HTTP API).
+//! Notifier: samples the stream's ingest counters once per second into [`IngestStats`], where the
+//! node's analytics reads them each second, joins them with the viewers of every node serving the
+//! stream and publishes the stream's metrics on the event hub (WebSocket subscribers).
 //!
 //! Status changes are not its business: the registry publishes them once committed, so every
 //! subscriber sees them in registry order. It runs until the supervisor stops it.
@@ -11,7 +12,6 @@ use std::time::Duration;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::IngestStats;
-use crate::events::{EventHub, StreamEvent};
 use crate::types::{Epoch, StreamName};
 
 /// The notifier's task.
@@ -22,8 +22,6 @@ pub struct NotifierTask {
     pub epoch: Epoch,
     /// Counters to sample.
     pub stats: Arc<IngestStats>,
-    /// Where to publish.
-    pub hub: EventHub,
     /// Sampling period (1 s in production).
     pub period: Duration,
 }
@@ -51,11 +49,6 @@ impl NotifierTask {
                 sample.fps = ((frames - last.2) as f64 / secs * 10.0).round() / 10.0;
             }
             last = (now, bytes, frames);
-            self.hub.publish(StreamEvent::Metrics {
-                stream: self.name.clone(),
-                epoch: self.epoch,
-                metrics: self.stats.snapshot(),
-            });
         }
     }
 }

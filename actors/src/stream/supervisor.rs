@@ -210,7 +210,6 @@ impl Actor for StreamSupervisor {
             name: media.name.clone(),
             epoch: media.epoch,
             stats: args.stats.clone(),
-            hub: args.hub.clone(),
             period: Duration::from_secs(1),
         };
         specs.extend([

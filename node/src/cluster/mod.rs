@@ -27,7 +27,7 @@ use futures_util::future::BoxFuture;
 use hivecast_actors::registry::{Registry, RegistryError};
 use hivecast_actors::types::{unix_ms_now, Epoch, StreamName, StreamStatus};
 use hivecast_proto::peer::{
-    ErrorCode, NodeLoad, PeerRequest, PeerResponse, RaftRpc, RequestV1, ResponseV1,
+    ErrorCode, NodeLoad, PeerRequest, PeerResponse, RaftRpc, RequestV1, ResponseV1, StreamAudience,
 };
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{ChangeMembers, Raft, ServerState};
@@ -139,6 +139,8 @@ pub struct Cluster {
     settings: Settings,
     seen: Mutex<HashMap<String, Seen>>,
     load: Mutex<NodeLoad>,
+    /// The latest viewers of each stream as every other node reported them.
+    remote_audience: Mutex<HashMap<String, (Instant, Vec<StreamAudience>)>>,
     join_lock: tokio::sync::Mutex<()>,
     started: Instant,
     /// Set when this process was seen to stall; cleared once caught up.
@@ -232,6 +234,7 @@ impl Cluster {
             },
             seen: Mutex::new(HashMap::new()),
             load: Mutex::new(NodeLoad::default()),
+            remote_audience: Mutex::new(HashMap::new()),
             join_lock: tokio::sync::Mutex::new(()),
             started: Instant::now(),
             suspect_since: Mutex::new(None),
@@ -283,6 +286,47 @@ impl Cluster {
     /// Set the load sent in the next heartbeats.
     pub fn set_load(&self, load: NodeLoad) {
         *self.load.lock().unwrap_or_else(|e| e.into_inner()) = load;
+    }
+
+    /// Send this node's viewers of each stream to every other member (analytics, once a
+    /// second; fire and forget: a lost report is replaced by the next).
+    pub fn set_audience(&self, streams: Vec<StreamAudience>) {
+        let Some(t) = self.transport.clone() else {
+            return;
+        };
+        let m = self.raft.metrics().borrow().membership_config.clone();
+        for (id, n) in m.membership().nodes() {
+            if *id == self.id {
+                continue;
+            }
+            let Ok(addr) = n.quic.parse::<SocketAddr>() else {
+                continue;
+            };
+            let (t, req) = (
+                t.clone(),
+                RequestV1::Audience {
+                    from: self.me.name.clone(),
+                    streams: streams.clone(),
+                },
+            );
+            let timeout = self.settings.heartbeat * 4;
+            tokio::spawn(async move {
+                let _ = call(&t, addr, req, timeout).await;
+            });
+        }
+    }
+
+    /// The viewers of each stream reported by other nodes within `max_age`.
+    pub fn remote_audience(&self, max_age: Duration) -> Vec<StreamAudience> {
+        let mut all = self
+            .remote_audience
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        all.retain(|_, (at, _)| at.elapsed() < max_age * 10);
+        all.values()
+            .filter(|(at, _)| at.elapsed() < max_age)
+            .flat_map(|(_, v)| v.iter().cloned())
+            .collect()
     }
 
     async fn initialized(&self) -> bool {
@@ -879,6 +923,20 @@ impl Cluster {
                     message: e.to_string(),
                 },
             },
+            RequestV1::Audience { from, mut streams } => {
+                if from == self.me.name {
+                    return invalid("an audience report from myself".into());
+                }
+                streams.truncate(crate::analytics::MAX_SHARED_STREAMS);
+                for s in &mut streams {
+                    s.quality.truncate(16);
+                }
+                self.remote_audience
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(from, (Instant::now(), streams));
+                ResponseV1::Ack
+            }
             RequestV1::Heartbeat { from, load } => {
                 self.seen.lock().unwrap_or_else(|e| e.into_inner()).insert(
                     from,

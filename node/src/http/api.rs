@@ -154,17 +154,26 @@ fn stream_json(app: &App, rec: &StreamRecord) -> Value {
         let t = s.transcode_status();
         json!({"mode": t.mode, "reason": t.reason, "renditions": t.renditions, "restarts": t.restarts})
     });
-    let metrics = stats.map(|s| {
-        let m = s.snapshot();
-        json!({
-            "ingress_bitrate_kbps": m.ingress_bitrate_kbps,
-            "fps": m.fps,
-            "video_codec": m.video_codec,
-            "audio_codec": m.audio_codec,
-            "width": m.width,
-            "height": m.height,
-            "frames": m.frames,
-            "dropped_frames": m.dropped_frames,
+    // The analytics' newest sample (audience over every node, ingest, health); before the
+    // first one, the ingest counters alone.
+    let latest = app
+        .analytics
+        .latest(&rec.stream)
+        .filter(|_| rec.status().is_live())
+        .map(|m| super::ws::metrics_json(&m));
+    let metrics = latest.or_else(|| {
+        stats.map(|s| {
+            let m = s.snapshot();
+            json!({
+                "ingress_bitrate_kbps": m.ingress_bitrate_kbps,
+                "fps": m.fps,
+                "video_codec": m.video_codec,
+                "audio_codec": m.audio_codec,
+                "width": m.width,
+                "height": m.height,
+                "frames": m.frames,
+                "dropped_frames": m.dropped_frames,
+            })
         })
     });
     let renditions: Vec<String> = app

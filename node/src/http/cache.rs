@@ -164,6 +164,23 @@ pub fn playlist(
     response
 }
 
+/// Mark a response as one viewer's own (`private`): browsers may keep it for its `max-age`,
+/// shared caches (CDNs) may not. Used for master playlists that carry the viewer's session id.
+pub fn make_private(response: &mut Response) {
+    let cc = response
+        .headers()
+        .get(header::CACHE_CONTROL)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("no-cache")
+        .to_owned();
+    if !cc.contains("private") {
+        response.headers_mut().insert(
+            header::CACHE_CONTROL,
+            header_value(format!("private, {cc}")),
+        );
+    }
+}
+
 /// Whether the request's `Accept-Encoding` (RFC 9110 12.5.3) takes gzip: `gzip` (or its alias
 /// `x-gzip`) with a weight above 0, or, when neither is listed, `*` with a weight above 0. An
 /// explicit `gzip;q=0` wins over `*`. No header, an empty one, or codings without gzip or `*`

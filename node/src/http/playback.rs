@@ -25,6 +25,8 @@ use hivecast_proto::hls;
 use super::api::stream_name;
 use super::cache::{self, Kind};
 use super::error::{ApiError, ApiPath};
+use crate::analytics::who::{self, Viewer};
+use crate::analytics::{RequestGuard, Who};
 use crate::app::App;
 
 /// Routes of this module.
@@ -118,17 +120,45 @@ fn block_deadline(media: &StreamMedia) -> Duration {
 async fn hls_master(
     State(app): State<Arc<App>>,
     ApiPath(stream): ApiPath<String>,
+    viewer: Viewer,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    master(&app, &stream, TrackFormat::Ts, &headers).await
+    master(&app, &stream, TrackFormat::Ts, &headers, &viewer).await
 }
 
 async fn cmaf_master(
     State(app): State<Arc<App>>,
     ApiPath(stream): ApiPath<String>,
+    viewer: Viewer,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    master(&app, &stream, TrackFormat::Cmaf, &headers).await
+    master(&app, &stream, TrackFormat::Cmaf, &headers, &viewer).await
+}
+
+/// Start tracking a viewer request (see [`crate::analytics`]).
+fn track_request(
+    app: &App,
+    stream: &str,
+    rendition: Option<&str>,
+    viewer: &Viewer,
+) -> RequestGuard {
+    if viewer.bad_cmcd {
+        app.analytics
+            .rejected
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    app.analytics
+        .request(stream, rendition, &viewer.who, &viewer.hints)
+}
+
+/// Count the body of `resp` as sent to the request's viewer.
+fn sent(mut guard: RequestGuard, resp: Response) -> Response {
+    guard.sent(
+        axum::body::HttpBody::size_hint(resp.body())
+            .exact()
+            .unwrap_or(0),
+    );
+    resp
 }
 
 /// A master playlist, rendered (and, if asked, gzip-compressed) per request: it is small,
@@ -138,22 +168,40 @@ async fn master(
     stream: &str,
     format: TrackFormat,
     headers: &HeaderMap,
+    viewer: &Viewer,
 ) -> Result<Response, ApiError> {
     let media = media_of(app, stream).await?;
+    let guard = track_request(app, media.name.as_str(), None, viewer);
     let tracks = match format {
         TrackFormat::Ts => media.ts_tracks(),
         TrackFormat::Cmaf => media.cmaf_tracks(),
     };
-    let body = master_playlist(&media, format)
+    let mut body = master_playlist(&media, format)
         .ok_or_else(|| ApiError::not_found(format!("stream {stream} has no segment yet")))?;
-    Ok(cache::playlist(
+    // The viewer's session in its media playlist URLs: the player's own CMCD session id, the
+    // one it came with, or a new one. Such a master is this viewer's alone (private).
+    let per_viewer = app.config.analytics.session_in_urls;
+    if per_viewer {
+        let sid = match &viewer.who {
+            Who::Player(s) | Who::Url(s) if who::valid_sid(s) => s.clone(),
+            _ => format!("{:016x}", rand::random::<u64>()),
+        };
+        if let Ok(text) = std::str::from_utf8(&body) {
+            body = Bytes::from(who::add_sid(text, &sid));
+        }
+    }
+    let mut resp = cache::playlist(
         &app.config.cache,
         headers,
         Kind::Multivariant,
         media.config.segment_target,
         cache::M3U8,
         &PlaylistVersion::new(body, newest_change(&tracks)),
-    ))
+    );
+    if per_viewer {
+        cache::make_private(&mut resp);
+    }
+    Ok(sent(guard, resp))
 }
 
 /// The DASH MPD, made absolute per request (see [`absolute_utc_timing`]) and so gzip-compressed
@@ -161,9 +209,11 @@ async fn master(
 async fn mpd(
     State(app): State<Arc<App>>,
     ApiPath(stream): ApiPath<String>,
+    viewer: Viewer,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let media = media_of(&app, &stream).await?;
+    let guard = track_request(&app, media.name.as_str(), None, &viewer);
     let mpd = media
         .mpd()
         .ok_or_else(|| ApiError::not_found(format!("stream {stream} has no segment yet")))?;
@@ -171,15 +221,18 @@ async fn mpd(
         absolute_utc_timing(mpd, &headers),
         newest_change(&media.cmaf_tracks()),
     );
-    Ok(cache::playlist(
-        &app.config.cache,
-        &headers,
-        Kind::Mpd {
-            update_period: media.mpd_update_period(),
-        },
-        media.config.segment_target,
-        cache::MPD,
-        &version,
+    Ok(sent(
+        guard,
+        cache::playlist(
+            &app.config.cache,
+            &headers,
+            Kind::Mpd {
+                update_period: media.mpd_update_period(),
+            },
+            media.config.segment_target,
+            cache::MPD,
+            &version,
+        ),
     ))
 }
 
@@ -210,14 +263,16 @@ async fn hls_file(
     State(app): State<Arc<App>>,
     ApiPath((stream, rendition, file)): ApiPath<(String, String, String)>,
     RawQuery(query): RawQuery,
+    viewer: Viewer,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let media = media_of(&app, &stream).await?;
     let track = media
         .find(TrackFormat::Ts, &rendition)
         .ok_or_else(|| ApiError::not_found(format!("no rendition {rendition}")))?;
+    let guard = track_file(&app, &media, &track, &viewer);
     let cfg = &app.config.cache;
-    match parse_media_name(&file) {
+    let resp = match parse_media_name(&file) {
         Some(MediaName::Playlist) => {
             playlist(&app, &media, &track, query.as_deref(), &headers).await
         }
@@ -226,25 +281,37 @@ async fn hls_file(
             .map(|b| cache::media(cfg, &headers, &file, cache::TS, b))
             .ok_or_else(|| ApiError::not_found(format!("no segment {file}"))),
         _ => Err(ApiError::not_found(format!("no file {file}"))),
-    }
+    };
+    resp.map(|r| sent(guard, r))
+}
+
+/// Track a request for a file of `track`: a video rendition names the viewer's quality.
+fn track_file(app: &App, media: &StreamMedia, track: &TrackStore, viewer: &Viewer) -> RequestGuard {
+    let rendition = match track.kind {
+        TrackKind::Video => Some(track.rendition.as_str()),
+        TrackKind::Audio => None,
+    };
+    track_request(app, media.name.as_str(), rendition, viewer)
 }
 
 async fn cmaf_file(
     State(app): State<Arc<App>>,
     ApiPath((stream, rendition, file)): ApiPath<(String, String, String)>,
     RawQuery(query): RawQuery,
+    viewer: Viewer,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let media = media_of(&app, &stream).await?;
     let track = media
         .find(TrackFormat::Cmaf, &rendition)
         .ok_or_else(|| ApiError::not_found(format!("no rendition {rendition}")))?;
+    let guard = track_file(&app, &media, &track, &viewer);
     let cfg = &app.config.cache;
     let init_type = match track.kind {
         TrackKind::Video => cache::INIT_VIDEO,
         TrackKind::Audio => cache::INIT_AUDIO,
     };
-    match parse_media_name(&file) {
+    let resp = match parse_media_name(&file) {
         Some(MediaName::Playlist) => {
             playlist(&app, &media, &track, query.as_deref(), &headers).await
         }
@@ -267,7 +334,8 @@ async fn cmaf_file(
             ))
         }
         _ => Err(ApiError::not_found(format!("no file {file}"))),
-    }
+    };
+    resp.map(|r| sent(guard, r))
 }
 
 /// A part's bytes; a request for the part named in the PRELOAD-HINT waits until it exists.

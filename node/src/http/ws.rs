@@ -12,7 +12,7 @@ use axum::extract::State;
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
-use hivecast_actors::events::StreamEvent;
+use hivecast_actors::events::{StreamEvent, StreamMetrics};
 use hivecast_actors::types::unix_ms_now;
 use serde_json::{json, Value};
 use tokio::sync::broadcast::error::RecvError;
@@ -44,14 +44,44 @@ pub fn event_json(ev: &StreamEvent) -> Value {
         StreamEvent::Metrics {
             stream,
             epoch,
-            metrics: m,
-        } => json!({
-            "type": "metrics", "stream": stream.as_str(), "epoch": epoch.0,
-            "ingress_bitrate_kbps": m.ingress_bitrate_kbps, "fps": m.fps,
-            "video_codec": m.video_codec, "audio_codec": m.audio_codec,
-            "width": m.width, "height": m.height, "frames": m.frames, "dropped_frames": m.dropped_frames,
-        }),
+            metrics,
+        } => {
+            let mut v = metrics_json(metrics);
+            v["type"] = json!("metrics");
+            v["stream"] = json!(stream.as_str());
+            v["epoch"] = json!(epoch.0);
+            v
+        }
     }
+}
+
+/// One metrics sample as JSON (the WebSocket `metrics` message without `type`/`stream`/`epoch`,
+/// and the elements of `GET /v1/streams/{stream}/metrics`).
+pub fn metrics_json(m: &StreamMetrics) -> Value {
+    let (i, a) = (&m.ingress, &m.audience);
+    let quality: serde_json::Map<String, Value> = a
+        .quality
+        .iter()
+        .map(|(r, n)| (r.clone(), json!(n)))
+        .collect();
+    json!({
+        "at_ms": m.at_ms,
+        "concurrent_viewers": a.concurrent_viewers,
+        "total_viewers": a.total_viewers,
+        "ingress_bitrate_kbps": i.ingress_bitrate_kbps,
+        "egress_bitrate_kbps": a.egress_bitrate_kbps,
+        "fps": i.fps,
+        "quality": quality,
+        "dropped_frames": i.dropped_frames,
+        "buffering_events": a.buffering_events,
+        "stall_rate": a.stall_rate,
+        "quality_switches": a.quality_switches,
+        "health": m.health,
+        "media_age_ms": m.media_age_ms,
+        "nodes": a.nodes,
+        "video_codec": i.video_codec, "audio_codec": i.audio_codec,
+        "width": i.width, "height": i.height, "frames": i.frames,
+    })
 }
 
 fn status_json(rec: &StreamRecord) -> Value {

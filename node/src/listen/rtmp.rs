@@ -137,6 +137,8 @@ struct Connection {
     stream: Option<String>,
     /// Close after flushing the output (a refusal).
     closing: bool,
+    /// The peer's RTMP `connect` was accepted (audited; so is its disconnect).
+    connected: bool,
 }
 
 impl Connection {
@@ -154,6 +156,7 @@ impl Connection {
             ingest: None,
             stream: None,
             closing: false,
+            connected: false,
         }
     }
 
@@ -200,6 +203,18 @@ impl Connection {
         // stream slot goes with it.
         self.ingest = None;
         let _ = sock.shutdown().await;
+        if self.connected {
+            let why = match &result {
+                Ok(()) => "closed".to_owned(),
+                Err(e) => e.clone(),
+            };
+            self.app.storage.audit(
+                self.stream.as_deref().unwrap_or(""),
+                "disconnect",
+                &why,
+                Some(self.peer.to_string()),
+            );
+        }
         result
     }
 
@@ -218,6 +233,15 @@ impl Connection {
                 RtmpEvent::ConnectRequested { request_id, app } => {
                     if app.trim_end_matches('/') == APP_NAME {
                         self.session.accept(request_id).map_err(|e| e.to_string())?;
+                        if !self.connected {
+                            self.connected = true;
+                            self.app.storage.audit(
+                                "",
+                                "connect",
+                                &format!("RTMP connect to /{APP_NAME}"),
+                                Some(self.peer.to_string()),
+                            );
+                        }
                     } else {
                         self.session
                             .reject(
