@@ -1,8 +1,10 @@
 //! The HTTP side: routers per concern, one `ApiError`, the shared middleware.
 
+pub mod analytics;
 pub mod api;
 pub mod cache;
 pub mod error;
+pub mod pages;
 pub mod playback;
 pub mod route;
 pub mod ws;
@@ -26,6 +28,8 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(ws::routes())
         .merge(route::routes())
         .merge(playback)
+        .merge(pages::routes())
+        .merge(analytics::routes(&app))
         .fallback(|| async { error::ApiError::not_found("no such route") })
         .layer(TraceLayer::new_for_http())
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
