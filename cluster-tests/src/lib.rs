@@ -22,6 +22,7 @@
 //! Invariants: every child process started here is killed when its handle drops; every port comes from
 //! binding `127.0.0.1:0`, so tests can run in parallel; every wait has a deadline.
 
+pub mod browser;
 pub mod load;
 
 use std::collections::{BTreeMap, HashSet};
