@@ -416,7 +416,9 @@ impl Viewer {
                 self.backoff().await;
                 continue;
             };
-            let q = format!("{path}?_HLS_msn={msn}&_HLS_part={part}");
+            // The master may hand out media URLs with a query (the session id): add to it.
+            let sep = if path.contains('?') { '&' } else { '?' };
+            let q = format!("{path}{sep}_HLS_msn={msn}&_HLS_part={part}");
             let sent = Instant::now();
             match self.fetch_playlist(Kind::Blocking, &q).await {
                 Ok((next, at)) => {
