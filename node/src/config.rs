@@ -282,6 +282,8 @@ pub struct CacheSection {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct AnalyticsSection {
+    /// Track viewer sessions at all (off: no per-request work; metrics carry the ingest only).
+    pub enabled: bool,
     /// A session with no request in flight and none for this long has left (at least 1.5 x the
     /// segment target is used, so a TS player between reloads is not counted as gone).
     pub session_timeout_ms: u64,
@@ -298,6 +300,7 @@ pub struct AnalyticsSection {
 impl Default for AnalyticsSection {
     fn default() -> Self {
         Self {
+            enabled: true,
             session_timeout_ms: 3000,
             max_sessions: 50_000,
             history_seconds: 600,

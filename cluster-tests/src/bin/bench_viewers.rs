@@ -349,6 +349,127 @@ async fn create_key(http: SocketAddr, token: &str, stream: &str) -> anyhow::Resu
         .context("no key in answer")
 }
 
+/// p50/p95/max of `v` (ms).
+fn spread(mut v: Vec<f64>) -> Value {
+    v.sort_by(f64::total_cmp);
+    let at = |q: f64| {
+        v.get(((v.len() as f64 - 1.0) * q).round() as usize)
+            .copied()
+    };
+    json!({"count": v.len(), "p50": at(0.5).map(round1), "p95": at(0.95).map(round1), "max": v.last().copied().map(round1)})
+}
+
+/// Analytics benchmark (issue 5): (1) event-to-visible delay: `--joins` viewers join one at a
+/// time (one playlist request with a CMCD session id) and leave (beacon `end`); each time, the
+/// delay until the stream's WebSocket `metrics` shows the count go up, and down; (2) with
+/// `--viewers` > 0, that many TS viewers sending CMCD for `--duration` s: the node's CPU per 1,000
+/// requests (the script runs this against a node with analytics on and one with it off).
+async fn analytics(a: &Args) -> anyhow::Result<Value> {
+    use futures_util::StreamExt;
+    let http: SocketAddr = a.req("--http")?.parse()?;
+    let rtmp = a.req("--rtmp")?;
+    let token = a.req("--admin-token")?;
+    let node_pid: u32 = a.req("--node-pid")?.parse()?;
+    let joins: usize = a.num("--joins", 0)?;
+    let n: usize = a.num("--viewers", 0)?;
+    let secs: u64 = a.num("--duration", 30)?;
+    let stream = "analytics";
+    let tags = Arc::new(read_flv(Path::new(&a.req("--flv")?))?);
+    let key = create_key(http, &token, stream).await?;
+    let budget = Duration::from_secs(120 + secs + joins as u64 * 5);
+    let _publisher = spawn_publisher(rtmp, key, tags, Instant::now() + budget);
+    wait_segments(
+        http,
+        &format!("/hls/{stream}/source/index.m3u8"),
+        4,
+        Duration::from_secs(60),
+    )
+    .await?;
+    let mut out = json!({"bench": "analytics", "machine": machine()});
+
+    if joins > 0 {
+        let (mut ws, _) =
+            tokio_tungstenite::connect_async(format!("ws://{http}/v1/streams/{stream}/events"))
+                .await?;
+        // The newest viewer count, from a task that reads the socket.
+        let (tx, mut rx) = tokio::sync::watch::channel((Instant::now(), u64::MAX));
+        tokio::spawn(async move {
+            while let Some(Ok(m)) = ws.next().await {
+                if let tokio_tungstenite::tungstenite::Message::Text(t) = m {
+                    let v: Value = serde_json::from_str(&t).unwrap_or_default();
+                    if v["type"] == "metrics" {
+                        let c = v["concurrent_viewers"].as_u64().unwrap_or(u64::MAX);
+                        let _ = tx.send((Instant::now(), c));
+                    }
+                }
+            }
+        });
+        let client = reqwest::Client::new();
+        let (mut join_ms, mut leave_ms) = (Vec::new(), Vec::new());
+        for i in 0..joins {
+            // From a quiet state: 0 viewers.
+            tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|(_, c)| *c == 0))
+                .await
+                .context("the count back at 0")??;
+            // Joins at a uniformly spread phase of the 1 s sampling: without it every join would
+            // follow a sample by the same few ms (the previous leave was seen at a sample).
+            // (379 is prime to 1000: 20 joins land on 20 different phases in [0, 1 s).)
+            tokio::time::sleep(Duration::from_millis((i as u64 * 379) % 1000)).await;
+            let sid = format!("bench-{i}-{}", std::process::id());
+            let t0 = Instant::now();
+            client
+                .get(format!("http://{http}/hls/{stream}/source/index.m3u8"))
+                .header("CMCD-Session", format!("sid=\"{sid}\""))
+                .send()
+                .await?;
+            let (at, _) = *tokio::time::timeout(
+                Duration::from_secs(10),
+                rx.wait_for(|(at, c)| *at > t0 && *c == 1),
+            )
+            .await
+            .context("join visible")??;
+            join_ms.push((at - t0).as_secs_f64() * 1000.0);
+            let t1 = Instant::now();
+            client
+                .post(format!("http://{http}/v1/beacon"))
+                .body(json!({"sid": sid, "stream": stream, "event": "end"}).to_string())
+                .send()
+                .await?;
+            let (at, _) = *tokio::time::timeout(
+                Duration::from_secs(10),
+                rx.wait_for(|(at, c)| *at > t1 && *c == 0),
+            )
+            .await
+            .context("leave visible")??;
+            leave_ms.push((at - t1).as_secs_f64() * 1000.0);
+        }
+        out["join_to_visible_ms"] = spread(join_ms);
+        out["leave_to_visible_ms"] = spread(leave_ms);
+    }
+
+    if n > 0 {
+        let idle = CpuWindow::start(&[node_pid]);
+        tokio::time::sleep(Duration::from_secs(5)).await; // a fixed measurement window
+        let (idle_cpu, idle_wall) = idle.read();
+        let mut c = LoadConfig::new(http, &format!("/hls/{stream}/master.m3u8"), Mode::Ts, n);
+        c.rendition = Some("source".into());
+        c.cmcd = true;
+        c.ramp = Duration::from_secs(5);
+        c.duration = Duration::from_secs(5 + secs);
+        let (report, server) = measured(c, &[node_pid], idle_cpu / idle_wall).await;
+        out["viewers"] = json!({"viewers": n, "load": report.json, "server": server});
+        let metrics = reqwest::get(format!("http://{http}/metrics"))
+            .await?
+            .text()
+            .await?;
+        out["sessions_tracked_at_end"] = json!(metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("hivecast_analytics_sessions{node=\"node1\"} "))
+            .and_then(|v| v.parse::<f64>().ok()));
+    }
+    Ok(out)
+}
+
 async fn streams(a: &Args) -> anyhow::Result<Value> {
     let http: SocketAddr = a.req("--http")?.parse()?;
     let rtmp = a.req("--rtmp")?;
@@ -501,7 +622,8 @@ async fn main() -> anyhow::Result<()> {
     let out = match args.0.get(1).map(String::as_str) {
         Some("viewers") => viewers(&args).await?,
         Some("streams") => streams(&args).await?,
-        _ => bail!("usage: bench_viewers viewers|streams --http ADDR --rtmp ADDR ..."),
+        Some("analytics") => analytics(&args).await?,
+        _ => bail!("usage: bench_viewers viewers|streams|analytics --http ADDR --rtmp ADDR ..."),
     };
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())

@@ -194,6 +194,7 @@ impl Audience {
 
 /// The node's analytics.
 pub struct Analytics {
+    enabled: bool,
     timeout: Duration,
     max_sessions: usize,
     history_len: usize,
@@ -209,7 +210,7 @@ pub struct Analytics {
 
 /// One request in flight; dropping it (response sent or abandoned) ends it.
 pub struct RequestGuard {
-    audience: Arc<Audience>,
+    audience: Option<Arc<Audience>>,
     key: Option<Box<str>>,
     bytes: u64,
 }
@@ -223,12 +224,14 @@ impl RequestGuard {
 
 impl Drop for RequestGuard {
     fn drop(&mut self) {
-        self.audience
+        let Some(audience) = &self.audience else {
+            return;
+        };
+        audience
             .egress_bytes
             .fetch_add(self.bytes, Ordering::Relaxed);
         if let Some(key) = &self.key {
-            let mut shard = self
-                .audience
+            let mut shard = audience
                 .shard(key)
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
@@ -255,6 +258,7 @@ impl Analytics {
     pub fn new(cfg: &crate::config::AnalyticsSection, segment_target: Duration) -> Self {
         let timeout = Duration::from_millis(cfg.session_timeout_ms).max(segment_target * 3 / 2);
         Self {
+            enabled: cfg.enabled,
             timeout,
             max_sessions: cfg.max_sessions,
             history_len: cfg.history_seconds.max(1),
@@ -297,6 +301,13 @@ impl Analytics {
         who: &Who,
         hints: &Hints,
     ) -> RequestGuard {
+        if !self.enabled {
+            return RequestGuard {
+                audience: None,
+                key: None,
+                bytes: 0,
+            };
+        }
         let audience = self.audience(stream);
         let now = Instant::now();
         let key = who.key();
@@ -317,7 +328,7 @@ impl Analytics {
             self.untracked_requests.fetch_add(1, Ordering::Relaxed);
             drop(shard);
             return RequestGuard {
-                audience,
+                audience: Some(audience),
                 key: None,
                 bytes: 0,
             };
@@ -326,7 +337,7 @@ impl Analytics {
             // A late request of an ended session: bytes count, the viewer does not.
             drop(shard);
             return RequestGuard {
-                audience,
+                audience: Some(audience),
                 key: None,
                 bytes: 0,
             };
@@ -369,7 +380,7 @@ impl Analytics {
         }
         drop(shard);
         RequestGuard {
-            audience,
+            audience: Some(audience),
             key: Some(key.into()),
             bytes: 0,
         }
@@ -377,6 +388,9 @@ impl Analytics {
 
     /// Apply a player's beacon events.
     pub fn beacon(&self, events: &[BeaconEvent]) {
+        if !self.enabled {
+            return;
+        }
         let now = Instant::now();
         for ev in events {
             self.beacons.fetch_add(1, Ordering::Relaxed);
