@@ -1533,6 +1533,57 @@ impl WsClient {
     }
 }
 
+/// The JSON messages of a WebSocket with their arrival times, collected by a background task, so a test
+/// can measure when something became visible while it does other things. Keeps at most 100,000.
+#[derive(Clone, Default)]
+pub struct EventLog(std::sync::Arc<Mutex<Vec<(Instant, Value)>>>);
+
+impl EventLog {
+    /// Follows the WebSocket at `url` (panics if it cannot connect) until it closes.
+    pub async fn follow(url: &str) -> EventLog {
+        let mut ws = WsClient::connect(url)
+            .await
+            .unwrap_or_else(|e| panic!("WebSocket {url}: {e}"));
+        let log = EventLog::default();
+        let sink = log.clone();
+        tokio::spawn(async move {
+            while let Ok(v) = ws.next_json(Duration::from_secs(3600)).await {
+                let mut all = sink.0.lock().unwrap_or_else(|e| e.into_inner());
+                if all.len() < 100_000 {
+                    all.push((Instant::now(), v));
+                }
+            }
+        });
+        log
+    }
+
+    /// Follows a stream's events on `node` (`/v1/streams/{stream}/events`).
+    pub async fn stream_events(node: &Node, stream: &str) -> EventLog {
+        let host = node.http_url().trim_start_matches("http://").to_owned();
+        Self::follow(&format!("ws://{host}/v1/streams/{stream}/events")).await
+    }
+
+    /// The first message that arrived at or after `since` and satisfies `pred`, waiting up to `deadline`
+    /// (panics naming `what`).
+    pub async fn first_since(
+        &self,
+        since: Instant,
+        what: &str,
+        deadline: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> (Instant, Value) {
+        wait_until(what, deadline, async || {
+            self.0
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .find(|(at, v)| *at >= since && pred(v))
+                .cloned()
+        })
+        .await
+    }
+}
+
 /// The HTTP status with which the server refused a WebSocket upgrade, or `None` if the upgrade succeeded
 /// (or failed without an HTTP answer).
 pub async fn ws_upgrade_status(url: &str) -> Option<u16> {

@@ -4,14 +4,11 @@
 //! the metrics history, the sessions, Prometheus and the beacon answer; quality switches are
 //! audited in aggregate; and in a cluster a stream's viewers on every node are summed on every node.
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cluster_tests::*;
-use futures_util::StreamExt;
 use serde_json::{json, Value};
 use tokio::sync::watch;
-use tokio_tungstenite::tungstenite::Message;
 
 /// A source rendition plus one cheap rung.
 const LADDER: &str = "\
@@ -25,45 +22,19 @@ video_kbps = 100
 profile = \"baseline\"
 ";
 
-/// The metrics messages of a stream's WebSocket on `node`, with arrival times.
-type Seen = Arc<Mutex<Vec<(Instant, Value)>>>;
-
-async fn follow(node: &Node, stream: &str) -> Seen {
-    let url = format!(
-        "ws://{}/v1/streams/{stream}/events",
-        node.http_url().trim_start_matches("http://")
-    );
-    let (mut ws, _) = tokio_tungstenite::connect_async(&url)
-        .await
-        .expect("websocket");
-    let seen: Seen = Arc::new(Mutex::new(Vec::new()));
-    let sink = seen.clone();
-    tokio::spawn(async move {
-        while let Some(Ok(m)) = ws.next().await {
-            if let Message::Text(t) = m {
-                if let Ok(v) = serde_json::from_str::<Value>(&t) {
-                    if v["type"] == "metrics" {
-                        sink.lock().unwrap().push((Instant::now(), v));
-                    }
-                }
-            }
-        }
-    });
-    seen
+async fn follow(node: &Node, stream: &str) -> EventLog {
+    EventLog::stream_events(node, stream).await
 }
 
+/// The first `metrics` message since `since` for which `pred` holds (10 s at most).
 async fn first_metrics(
-    seen: &Seen,
+    seen: &EventLog,
     since: Instant,
     what: &str,
     pred: impl Fn(&Value) -> bool,
 ) -> (Instant, Value) {
-    wait_until(what, Duration::from_secs(10), async || {
-        seen.lock()
-            .unwrap()
-            .iter()
-            .find(|(at, v)| *at >= since && pred(v))
-            .cloned()
+    seen.first_since(since, what, Duration::from_secs(10), |v| {
+        v["type"] == "metrics" && pred(v)
     })
     .await
 }

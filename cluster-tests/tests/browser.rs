@@ -10,14 +10,11 @@
 //! "ended" on a player page within 2 s. Screenshots of both pages go to
 //! `target/test-artifacts/browser/`. Measured figures are printed as one JSON line.
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cluster_tests::browser::Browser;
 use cluster_tests::*;
-use futures_util::StreamExt;
 use serde_json::{json, Value};
-use tokio_tungstenite::tungstenite::Message;
 
 const STREAM: &str = "browser";
 
@@ -40,49 +37,6 @@ height = 180
 video_kbps = 150
 profile = \"baseline\"
 ";
-
-/// Metrics messages of one stream's WebSocket, with their arrival time.
-type Seen = Arc<Mutex<Vec<(Instant, Value)>>>;
-
-async fn follow_events(node: &Node, stream: &str) -> (Seen, tokio::task::JoinHandle<()>) {
-    let url = format!(
-        "ws://{}/v1/streams/{stream}/events",
-        node.http_url().trim_start_matches("http://")
-    );
-    let (mut ws, _) = tokio_tungstenite::connect_async(&url)
-        .await
-        .expect("websocket connects");
-    let seen: Seen = Arc::new(Mutex::new(Vec::new()));
-    let sink = seen.clone();
-    let task = tokio::spawn(async move {
-        while let Some(Ok(msg)) = ws.next().await {
-            if let Message::Text(t) = msg {
-                if let Ok(v) = serde_json::from_str::<Value>(&t) {
-                    sink.lock().unwrap().push((Instant::now(), v));
-                }
-            }
-        }
-    });
-    (seen, task)
-}
-
-/// The first message at or after `since` for which `pred` holds, waiting up to `deadline`.
-async fn first_event(
-    seen: &Seen,
-    since: Instant,
-    deadline: Duration,
-    what: &str,
-    pred: impl Fn(&Value) -> bool,
-) -> (Instant, Value) {
-    wait_until(what, deadline, async || {
-        seen.lock()
-            .unwrap()
-            .iter()
-            .find(|(at, v)| *at >= since && pred(v))
-            .cloned()
-    })
-    .await
-}
 
 fn viewers(v: &Value) -> u64 {
     if v["type"] == "metrics" {
@@ -132,7 +86,7 @@ async fn a_viewer_plays_switches_down_and_leaves_and_the_dashboard_follows() {
     .await;
     let shots = workspace_root().join("target/test-artifacts/browser");
     std::fs::create_dir_all(&shots).expect("screenshot dir");
-    let (events, _ws) = follow_events(&node, STREAM).await;
+    let events = EventLog::stream_events(&node, STREAM).await;
 
     let browser = Browser::launch().await.expect("chromium starts");
     let base = node.http_url();
@@ -175,14 +129,14 @@ async fn a_viewer_plays_switches_down_and_leaves_and_the_dashboard_follows() {
         first_frame_ms <= 3000.0,
         "first frame {first_frame_ms} ms after the page opened (limit 3 s, target 1 s)"
     );
-    let (joined_at, _) = first_event(
-        &events,
-        opened,
-        Duration::from_secs(5),
-        "the viewer on the WebSocket",
-        |v| viewers(v) != u64::MAX && viewers(v) >= 1,
-    )
-    .await;
+    let (joined_at, _) = events
+        .first_since(
+            opened,
+            "the viewer on the WebSocket",
+            Duration::from_secs(5),
+            |v| viewers(v) != u64::MAX && viewers(v) >= 1,
+        )
+        .await;
     let join_visible_ms = ms(joined_at - opened);
     assert!(
         join_visible_ms <= 2000 + first_frame_ms as u64,
@@ -268,14 +222,14 @@ async fn a_viewer_plays_switches_down_and_leaves_and_the_dashboard_follows() {
         switches.as_array().map_or(0, Vec::len) as u64 > switches_before,
         "the page recorded the switch: {switches}"
     );
-    let (seen_at, _) = first_event(
-        &events,
-        throttled,
-        Duration::from_secs(15),
-        "the switch in the analytics",
-        |v| v["type"] == "metrics" && v["quality"]["180p"].as_u64() == Some(1),
-    )
-    .await;
+    let (seen_at, _) = events
+        .first_since(
+            throttled,
+            "the switch in the analytics",
+            Duration::from_secs(15),
+            |v| v["type"] == "metrics" && v["quality"]["180p"].as_u64() == Some(1),
+        )
+        .await;
     let switch_visible_ms = ms(seen_at - throttled).saturating_sub(decided_ms);
     assert!(
         switch_visible_ms <= 2000,
@@ -307,14 +261,14 @@ async fn a_viewer_plays_switches_down_and_leaves_and_the_dashboard_follows() {
     // Closing the page (pagehide beacon) takes the count back down.
     let closed = Instant::now();
     player.close().await.expect("close the player");
-    let (left_at, _) = first_event(
-        &events,
-        closed,
-        Duration::from_secs(5),
-        "the viewer leaving on the WebSocket",
-        |v| viewers(v) == 0,
-    )
-    .await;
+    let (left_at, _) = events
+        .first_since(
+            closed,
+            "the viewer leaving on the WebSocket",
+            Duration::from_secs(5),
+            |v| viewers(v) == 0,
+        )
+        .await;
     let leave_visible_ms = ms(left_at - closed);
     assert!(
         leave_visible_ms <= 2000,

@@ -275,14 +275,17 @@ impl Analytics {
         self.timeout
     }
 
-    fn audience(&self, stream: &str) -> Arc<Audience> {
-        if let Some(a) = self
-            .streams
+    fn find(&self, stream: &str) -> Option<Arc<Audience>> {
+        self.streams
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(stream)
-        {
-            return a.clone();
+            .cloned()
+    }
+
+    fn audience(&self, stream: &str) -> Arc<Audience> {
+        if let Some(a) = self.find(stream) {
+            return a;
         }
         self.streams
             .write()
@@ -503,13 +506,7 @@ impl Analytics {
 
     /// The sessions of `stream` on this node (playing, and ended within 30 s), at most `limit`.
     pub fn sessions(&self, stream: &str, limit: usize) -> Vec<SessionView> {
-        let Some(a) = self
-            .streams
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(stream)
-            .cloned()
-        else {
+        let Some(a) = self.find(stream) else {
             return Vec::new();
         };
         let mut out = Vec::new();
@@ -540,13 +537,7 @@ impl Analytics {
 
     /// Samples kept for `stream` over the last `seconds`, oldest first.
     pub fn history(&self, stream: &str, seconds: usize) -> Vec<Arc<StreamMetrics>> {
-        let Some(a) = self
-            .streams
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(stream)
-            .cloned()
-        else {
+        let Some(a) = self.find(stream) else {
             return Vec::new();
         };
         let h = a.history.lock().unwrap_or_else(|e| e.into_inner());

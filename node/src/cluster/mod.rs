@@ -294,14 +294,7 @@ impl Cluster {
         let Some(t) = self.transport.clone() else {
             return;
         };
-        let m = self.raft.metrics().borrow().membership_config.clone();
-        for (id, n) in m.membership().nodes() {
-            if *id == self.id {
-                continue;
-            }
-            let Ok(addr) = n.quic.parse::<SocketAddr>() else {
-                continue;
-            };
+        for addr in self.other_members() {
             let (t, req) = (
                 t.clone(),
                 RequestV1::Audience {
@@ -314,6 +307,16 @@ impl Cluster {
                 let _ = call(&t, addr, req, timeout).await;
             });
         }
+    }
+
+    /// The QUIC addresses of every other member.
+    fn other_members(&self) -> Vec<SocketAddr> {
+        let m = self.raft.metrics().borrow().membership_config.clone();
+        m.membership()
+            .nodes()
+            .filter(|(id, _)| **id != self.id)
+            .filter_map(|(_, n)| n.quic.parse().ok())
+            .collect()
     }
 
     /// The viewers of each stream reported by other nodes within `max_age`.
@@ -795,14 +798,7 @@ impl Cluster {
         loop {
             tick.tick().await;
             let load = *self.load.lock().unwrap_or_else(|e| e.into_inner());
-            let m = self.raft.metrics().borrow().membership_config.clone();
-            for (id, n) in m.membership().nodes() {
-                if *id == self.id {
-                    continue;
-                }
-                let Ok(addr) = n.quic.parse::<SocketAddr>() else {
-                    continue;
-                };
+            for addr in self.other_members() {
                 let t = t.clone();
                 let req = RequestV1::Heartbeat {
                     from: self.me.name.clone(),

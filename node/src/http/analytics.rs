@@ -232,82 +232,70 @@ async fn prometheus(State(app): State<Arc<App>>) -> Response {
             );
         }
     }
-    f.head(
-        "hivecast_live_streams",
-        "gauge",
-        "Streams this node originates now.",
-    );
-    let originated = app.live.lock().unwrap_or_else(|e| e.into_inner()).len();
-    f.line(
-        "hivecast_live_streams",
-        &[("node", node)],
-        originated as f64,
-    );
-    f.head(
-        "hivecast_viewer_requests_total",
-        "counter",
-        "Viewer requests (playlists, segments, parts) served by this node.",
-    );
-    f.line(
-        "hivecast_viewer_requests_total",
-        &[("node", node)],
-        app.requests.load(Ordering::Relaxed) as f64,
-    );
-    f.head(
-        "hivecast_analytics_sessions",
-        "gauge",
-        "Viewer sessions tracked by this node (playing, or ended within 30 s).",
-    );
-    f.line(
-        "hivecast_analytics_sessions",
-        &[("node", node)],
-        app.analytics.tracked_sessions() as f64,
-    );
-    f.head(
-        "hivecast_beacons_total",
-        "counter",
-        "Player beacon events accepted.",
-    );
-    f.line(
-        "hivecast_beacons_total",
-        &[("node", node)],
-        app.analytics.beacons.load(Ordering::Relaxed) as f64,
-    );
-    f.head(
-        "hivecast_analytics_rejected_total",
-        "counter",
-        "Malformed CMCD data or beacons (ignored).",
-    );
-    f.line(
-        "hivecast_analytics_rejected_total",
-        &[("node", node)],
-        app.analytics.rejected.load(Ordering::Relaxed) as f64,
-    );
-    f.head(
-        "hivecast_analytics_untracked_requests_total",
-        "counter",
-        "Viewer requests of new sessions beyond analytics.max_sessions (served, not tracked).",
-    );
-    f.line(
-        "hivecast_analytics_untracked_requests_total",
-        &[("node", node)],
-        app.analytics.untracked_requests.load(Ordering::Relaxed) as f64,
-    );
-    if let Some((cpu, rss, fds)) = process_stats() {
-        f.head(
-            "process_cpu_seconds_total",
-            "counter",
-            "User and system CPU time of this process, seconds.",
-        );
-        f.line("process_cpu_seconds_total", &[], cpu);
-        f.head(
-            "process_resident_memory_bytes",
+    let originated = app.live.lock().unwrap_or_else(|e| e.into_inner()).len() as f64;
+    let a = &app.analytics;
+    let node_label = [("node", node)];
+    let per_node: [(&str, &str, &str, f64); 6] = [
+        (
+            "hivecast_live_streams",
             "gauge",
-            "Resident memory of this process, bytes.",
-        );
-        f.line("process_resident_memory_bytes", &[], rss);
-        f.head("process_open_fds", "gauge", "Open file descriptors.");
-        f.line("process_open_fds", &[], fds);
+            "Streams this node originates now.",
+            originated,
+        ),
+        (
+            "hivecast_viewer_requests_total",
+            "counter",
+            "Viewer requests (playlists, segments, parts) served by this node.",
+            app.requests.load(Ordering::Relaxed) as f64,
+        ),
+        (
+            "hivecast_analytics_sessions",
+            "gauge",
+            "Viewer sessions tracked by this node (playing, or ended within 30 s).",
+            a.tracked_sessions() as f64,
+        ),
+        (
+            "hivecast_beacons_total",
+            "counter",
+            "Player beacon events accepted.",
+            a.beacons.load(Ordering::Relaxed) as f64,
+        ),
+        (
+            "hivecast_analytics_rejected_total",
+            "counter",
+            "Malformed CMCD data or beacons (ignored).",
+            a.rejected.load(Ordering::Relaxed) as f64,
+        ),
+        (
+            "hivecast_analytics_untracked_requests_total",
+            "counter",
+            "Viewer requests of new sessions beyond analytics.max_sessions (served, not tracked).",
+            a.untracked_requests.load(Ordering::Relaxed) as f64,
+        ),
+    ];
+    for (name, kind, help, v) in per_node {
+        f.head(name, kind, help);
+        f.line(name, &node_label, v);
+    }
+    if let Some((cpu, rss, fds)) = process_stats() {
+        for (name, kind, help, v) in [
+            (
+                "process_cpu_seconds_total",
+                "counter",
+                "User and system CPU time of this process, seconds.",
+                cpu,
+            ),
+            (
+                "process_resident_memory_bytes",
+                "gauge",
+                "Resident memory of this process, bytes.",
+                rss,
+            ),
+            ("process_open_fds", "gauge", "Open file descriptors.", fds),
+        ] {
+            f.head(name, kind, help);
+            f.line(name, &[], v);
+        }
     }
     (
         [
