@@ -694,7 +694,6 @@ impl Analytics {
                 }
                 h.push_back(Arc::new(metrics.clone()));
             }
-            self.audit_switches(app, name, &audience, now);
             let Ok(stream) = StreamName::new(name) else {
                 continue;
             };
@@ -703,6 +702,10 @@ impl Analytics {
                 epoch: Epoch(rec.epoch),
                 metrics: Box::new(metrics),
             });
+        }
+        // Quality switches, in aggregate; those of a stream that is not live any more at once.
+        for (name, a) in &audiences {
+            self.audit_switches(app, name, a, now, !live.contains(name));
         }
         // Forget streams that are neither live nor watched for a while (their history too).
         let mut streams = self.streams.write().unwrap_or_else(|e| e.into_inner());
@@ -720,13 +723,20 @@ impl Analytics {
     }
 
     /// Quality switches go to the audit log in aggregate: at most one entry per stream per
-    /// [`SWITCH_AUDIT_EVERY`], with the count and a few examples.
-    fn audit_switches(&self, app: &App, stream: &str, audience: &Audience, now: Instant) {
+    /// [`SWITCH_AUDIT_EVERY`], with the count and a few examples (`now` when the stream ended).
+    fn audit_switches(
+        &self,
+        app: &App,
+        stream: &str,
+        audience: &Audience,
+        now: Instant,
+        now_anyway: bool,
+    ) {
         let mut p = audience
             .pending_switches
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        if p.0 == 0 || now.saturating_duration_since(p.2) < SWITCH_AUDIT_EVERY {
+        if p.0 == 0 || (!now_anyway && now.saturating_duration_since(p.2) < SWITCH_AUDIT_EVERY) {
             return;
         }
         let detail = format!("{} quality switch(es): {}", p.0, p.1.join(", "));
