@@ -282,11 +282,6 @@ function startHls(Hls, gen) {
   const h = new Hls({
     lowLatencyMode: true,
     backBufferLength: 30,
-    // A low-latency buffer holds about a second: the bandwidth estimate must follow the network
-    // within about that (hls.js defaults, 3 s and 9 s half-lives, are made for VOD-sized buffers
-    // and let a live player stall before it switches down).
-    abrEwmaFastLive: 1.0,
-    abrEwmaSlowLive: 3.0,
     cmcd: { sessionId: sid, contentId: stream, useHeaders: true },
   });
   hls = h;
