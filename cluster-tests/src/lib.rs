@@ -667,6 +667,28 @@ impl Node {
         }
     }
 
+    /// SIGTERM, then waits up to `deadline` for the process to exit: its exit status and how long it
+    /// took, or `Err` if it is still running (it is then left running; [`Node::kill`] ends it).
+    pub async fn terminate(&mut self, deadline: Duration) -> Result<(ExitStatus, Duration)> {
+        let start = Instant::now();
+        let child = self
+            .child
+            .as_mut()
+            .ok_or_else(|| anyhow!("node not running"))?;
+        signal_child(child, libc::SIGTERM)?;
+        let exited = try_wait_every(Duration::from_millis(20), deadline, async || {
+            child.try_wait().ok().flatten()
+        })
+        .await;
+        match exited {
+            Ok(status) => {
+                self.child = None;
+                Ok((status, start.elapsed()))
+            }
+            Err(waited) => Err(anyhow!("still running {waited:?} after SIGTERM")),
+        }
+    }
+
     /// Kills the process (SIGKILL). The data dir stays; [`Node::restart`] can start it again.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {

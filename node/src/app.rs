@@ -30,6 +30,9 @@ pub struct LiveStream {
     pub epoch: Epoch,
     /// The tree's root.
     pub supervisor: ActorRef<SupervisorMsg>,
+    /// The ingest's input, weakly: the publisher's connection holds the sender, and the ingest
+    /// learns of a lost connection when it drops; shutdown upgrades this to end the stream.
+    pub input: mpsc::WeakSender<IngestInput>,
 }
 
 /// Everything handlers and listeners share.
@@ -145,6 +148,7 @@ impl App {
             LiveStream {
                 epoch,
                 supervisor: sup,
+                input: tx.downgrade(),
             },
         );
         // Record the session's renditions in the registry once the ingest decided them, so every
@@ -182,6 +186,47 @@ impl App {
             }
         });
         Ok((epoch, tx))
+    }
+
+    /// Shutdown: end every stream this node originates as an unpublish would (the packagers
+    /// close their last segment, playlists get `EXT-X-ENDLIST`, the registry records
+    /// `ENDED_GRACEFULLY` and WebSocket viewers are told), waiting at most `deadline` for the
+    /// registry to show them all ended. Returns how many were ended and how many were left.
+    pub async fn end_all(&self, deadline: Duration) -> (usize, usize) {
+        let until = tokio::time::Instant::now() + deadline;
+        let live: Vec<(StreamName, Epoch, mpsc::WeakSender<IngestInput>)> = self
+            .live
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(s, l)| (s.clone(), l.epoch, l.input.clone()))
+            .collect();
+        for (stream, _, input) in &live {
+            let Some(tx) = input.upgrade() else {
+                continue; // the connection just went: the tree is ending on its own
+            };
+            if tokio::time::timeout_at(until, tx.send(IngestInput::End))
+                .await
+                .is_err()
+            {
+                warn!(stream = %stream, "shutdown: the ingest did not take the end in time");
+            }
+        }
+        let still_live = || {
+            live.iter()
+                .filter(|(s, e, _)| {
+                    self.registry
+                        .stream(s.as_str())
+                        .is_some_and(|r| r.epoch == e.0 && r.status().is_live())
+                })
+                .count()
+        };
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        while still_live() > 0 && tokio::time::Instant::now() < until {
+            tick.tick().await;
+        }
+        let left = still_live();
+        (live.len() - left, left)
     }
 
     /// Test hook: make one actor of a stream's tree panic.

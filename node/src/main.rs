@@ -118,13 +118,35 @@ async fn run(config: Option<std::path::PathBuf>) -> anyhow::Result<()> {
     info!(rtmp = %cfg.rtmp.listen, http = %cfg.http.listen, node = %cfg.node.id, "hivecast node ready");
     // Viewer connections: TCP_NODELAY, and sealed segments sent with sendfile (http::zerocopy).
     hivecast_actors::store::sealed::set_enabled(cfg.http.zero_copy);
-    axum::serve(
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(
         http::zerocopy::ViewerListener(http),
-        http::router(app).into_make_service_with_connect_info::<http::zerocopy::PeerAddr>(),
+        http::router(app.clone()).into_make_service_with_connect_info::<http::zerocopy::PeerAddr>(),
     )
-    .with_graceful_shutdown(shutdown())
-    .await?;
-    registry.shutdown().await;
+    .with_graceful_shutdown(async move {
+        let _ = stop_rx.await;
+    });
+    let mut server = std::pin::pin!(std::future::IntoFuture::into_future(server));
+    tokio::select! {
+        r = &mut server => r?,
+        _ = shutdown() => {
+            // SIGTERM / Ctrl-C: live streams end as an unpublish would, then the listener stops
+            // taking connections; open ones (keep-alive viewers, WebSockets) get a moment to
+            // finish. The whole exit stays within 5 s.
+            let started = std::time::Instant::now();
+            let (ended, left) = app.end_all(std::time::Duration::from_secs(3)).await;
+            info!(ended, left, "shutting down: live streams ended");
+            let _ = stop_tx.send(());
+            let _ = tokio::time::timeout(std::time::Duration::from_millis(500), &mut server).await;
+            info!(ms = started.elapsed().as_millis() as u64, "listeners closed");
+        }
+    }
+    if tokio::time::timeout(std::time::Duration::from_secs(1), registry.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("registry shutdown took over 1 s; exiting anyway");
+    }
     info!("shut down");
     Ok(())
 }
