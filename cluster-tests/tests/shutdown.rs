@@ -56,8 +56,20 @@ async fn sigterm_ends_every_live_stream_gracefully_and_exits_within_5_s() {
             (r.status().as_u16(), r.text().await.unwrap_or_default())
         })
     };
-    // The request reaches the server before the signal (it is held there, not answered).
-    tokio::time::sleep(Duration::from_millis(200)).await; // a fixed head start, not a wait for a condition
+    // Signal only once the server holds the request: the node shows it in flight.
+    wait_until(
+        "the blocked reload held by the node",
+        Duration::from_secs(5),
+        async || {
+            let (_, v) = node.get_json_admin("/v1/streams/first/sessions").await;
+            v["sessions"]
+                .as_array()?
+                .iter()
+                .any(|s| s["in_flight"].as_u64() >= Some(1))
+                .then_some(())
+        },
+    )
+    .await;
 
     let signalled = Instant::now();
     let (status, took) = node
