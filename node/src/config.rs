@@ -48,6 +48,15 @@ pub struct Config {
     /// The audit log.
     #[serde(default)]
     pub audit: AuditSection,
+    /// A CDN in front of the viewer routes.
+    #[serde(default)]
+    pub cdn: CdnSection,
+    /// HTTPS (HTTP/2) and RTMPS.
+    #[serde(default)]
+    pub tls: TlsSection,
+    /// Signed playback URLs.
+    #[serde(default)]
+    pub playback: PlaybackSection,
     /// Test hooks.
     #[serde(default)]
     pub debug: DebugSection,
@@ -293,8 +302,9 @@ pub struct AnalyticsSection {
     pub history_seconds: usize,
     /// Hand each viewer of a master playlist a session id in its media playlist URLs
     /// (`?sid=`). Off behind a CDN: per-viewer playlist URLs defeat its request collapsing
-    /// (players there send CMCD and beacons instead).
-    pub session_in_urls: bool,
+    /// (players there send CMCD and beacons instead). Unset: on, unless `cdn.base_url` is set
+    /// (see [`Config::session_in_urls`]).
+    pub session_in_urls: Option<bool>,
 }
 
 impl Default for AnalyticsSection {
@@ -304,7 +314,7 @@ impl Default for AnalyticsSection {
             session_timeout_ms: 3000,
             max_sessions: 50_000,
             history_seconds: 600,
-            session_in_urls: true,
+            session_in_urls: None,
         }
     }
 }
@@ -322,6 +332,83 @@ impl Default for AuditSection {
         Self {
             max_entries: crate::storage::DEFAULT_MAX_AUDIT,
         }
+    }
+}
+
+/// `[cdn]`: a CDN (or any caching proxy) in front of the viewer routes.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct CdnSection {
+    /// Base URL of the CDN (`https://cdn.example.com`, no trailing slash needed; env
+    /// `HIVECAST_CDN_BASE_URL`). When set, every URL in HLS playlists and the MPD's `BaseURL`
+    /// is absolute under it (`{base}/hls/{stream}/480p/...`), `GET /v1/route/{stream}` answers
+    /// with it, and `analytics.session_in_urls` defaults to off. Empty: relative URLs.
+    pub base_url: String,
+}
+
+/// `[tls]`: HTTPS with HTTP/2 and RTMPS. Active when `cert` and `key` are set, or when
+/// `self_signed` is on (development: a certificate for localhost is generated in
+/// `<data_dir>/tls/` at first start and reused after).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct TlsSection {
+    /// PEM certificate chain (env `HIVECAST_TLS_CERT`). Reloaded on SIGHUP or when it changes.
+    pub cert: String,
+    /// PEM private key (env `HIVECAST_TLS_KEY`).
+    pub key: String,
+    /// HTTPS listen address: HTTP/2 and HTTP/1.1 (ALPN), every route of the HTTP port.
+    pub https_listen: SocketAddr,
+    /// RTMPS listen address: `rtmps://HOST:1936/live/{key}`.
+    pub rtmps_listen: SocketAddr,
+    /// Generate a self-signed certificate when `cert`/`key` are empty (development only).
+    pub self_signed: bool,
+    /// Refuse the admin API (`/v1/keys`, `/v1/audit`, sessions, tokens, debug) over plain
+    /// HTTP with 403: the admin token then only travels encrypted.
+    pub admin_https_only: bool,
+}
+
+impl Default for TlsSection {
+    fn default() -> Self {
+        Self {
+            cert: String::new(),
+            key: String::new(),
+            https_listen: SocketAddr::from(([0, 0, 0, 0], 8443)),
+            rtmps_listen: SocketAddr::from(([0, 0, 0, 0], 1936)),
+            self_signed: false,
+            admin_https_only: false,
+        }
+    }
+}
+
+impl TlsSection {
+    /// TLS listeners are to be started.
+    pub fn enabled(&self) -> bool {
+        self.self_signed || (!self.cert.is_empty() && !self.key.is_empty())
+    }
+}
+
+/// `[playback]`: signed playback URLs (off unless a stream is listed in `protected_streams`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct PlaybackSection {
+    /// HMAC-SHA256 key of playback tokens (env `HIVECAST_PLAYBACK__TOKEN_SECRET`). Empty: one
+    /// is generated in `<data_dir>/playback_secret` at first start; every node of a cluster
+    /// must then be given the same value.
+    pub token_secret: String,
+    /// Streams whose playback needs a token: names, or a prefix ending in `*` (`private-*`),
+    /// or `*` for all.
+    pub protected_streams: Vec<String>,
+}
+
+impl PlaybackSection {
+    /// Does `stream` need a playback token?
+    pub fn is_protected(&self, stream: &str) -> bool {
+        self.protected_streams
+            .iter()
+            .any(|p| match p.strip_suffix('*') {
+                Some(prefix) => stream.starts_with(prefix),
+                None => p == stream,
+            })
     }
 }
 
@@ -351,6 +438,19 @@ impl Config {
                 cfg.auth.admin_token = t;
             }
         }
+        // The contract's short names for the CDN and TLS settings.
+        for (var, slot) in [
+            ("HIVECAST_CDN_BASE_URL", &mut cfg.cdn.base_url),
+            ("HIVECAST_TLS_CERT", &mut cfg.tls.cert),
+            ("HIVECAST_TLS_KEY", &mut cfg.tls.key),
+        ] {
+            if let Ok(v) = std::env::var(var) {
+                if !v.is_empty() {
+                    *slot = v;
+                }
+            }
+        }
+        cfg.cdn.base_url = cfg.cdn.base_url.trim_end_matches('/').to_owned();
         cfg.validate()?;
         Ok(cfg)
     }
@@ -417,6 +517,17 @@ impl Config {
         if self.cache.blocking_reload_targets == 0 {
             return bad("cache.blocking_reload_targets must be >= 1");
         }
+        if !self.cdn.base_url.is_empty() && !valid_base_url(&self.cdn.base_url) {
+            return bad("cdn.base_url must be an absolute http(s) URL without query or fragment, e.g. https://cdn.example.com");
+        }
+        if self.tls.cert.is_empty() != self.tls.key.is_empty() {
+            return bad("tls.cert and tls.key must be set together");
+        }
+        for p in &self.playback.protected_streams {
+            if p.is_empty() || p[..p.len() - usize::from(p.ends_with('*'))].contains('*') {
+                return bad("playback.protected_streams: a name, a prefix ending in *, or *");
+            }
+        }
         if self.rtmp.max_chunk_size < 128 {
             return bad("rtmp.max_chunk_size must be >= 128 (the RTMP default)");
         }
@@ -429,9 +540,37 @@ impl Config {
             segment_target: Duration::from_millis(self.media.segment_target_ms),
             part_target: Duration::from_millis(self.media.part_target_ms),
             window_segments: self.media.window_segments,
+            url_base: self.url_base(),
             ..Default::default()
         }
     }
+
+    /// The CDN base URL playlists are rendered under, if one is configured.
+    pub fn url_base(&self) -> Option<std::sync::Arc<str>> {
+        (!self.cdn.base_url.is_empty()).then(|| self.cdn.base_url.as_str().into())
+    }
+
+    /// Whether master playlists hand out `?sid=` media playlist URLs: as configured, else on
+    /// unless a CDN base URL is set (per-viewer URLs would defeat the CDN's request collapsing).
+    pub fn session_in_urls(&self) -> bool {
+        self.analytics
+            .session_in_urls
+            .unwrap_or(self.cdn.base_url.is_empty())
+    }
+}
+
+/// `scheme://host[:port][/path]` with scheme http or https, no query, fragment or whitespace.
+fn valid_base_url(s: &str) -> bool {
+    let Some(rest) = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    let host = rest.split('/').next().unwrap_or("");
+    !host.is_empty()
+        && !s.contains(['?', '#', '"', '<', '>', '\\'])
+        && !s.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
 impl TranscodeSection {

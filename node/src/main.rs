@@ -74,7 +74,7 @@ async fn run(config: Option<std::path::PathBuf>) -> anyhow::Result<()> {
         store: store.clone(),
         storage: storage.clone(),
         registry: registry.clone(),
-        replicas: cluster::replicate::Replicas::new(registry.clone(), store),
+        replicas: cluster::replicate::Replicas::new(registry.clone(), store, cfg.url_base()),
         hub,
         live: Mutex::new(HashMap::new()),
         stats: Mutex::new(HashMap::new()),

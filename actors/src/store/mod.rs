@@ -54,6 +54,10 @@ pub struct MediaConfig {
     /// EXT-X-DISCONTINUITY-SEQUENCE of every media playlist of this session (how many session
     /// changes the timeline went through before it).
     pub discontinuity_seq: u64,
+    /// A CDN's base URL (`https://cdn.example.com`, no trailing slash): when set, every URL in
+    /// the playlists and the MPD is absolute under it (`{base}/hls/{stream}/480p/...`);
+    /// otherwise URLs are relative. Each node renders with its own setting.
+    pub url_base: Option<Arc<str>>,
 }
 
 impl Default for MediaConfig {
@@ -64,6 +68,7 @@ impl Default for MediaConfig {
             window_segments: 6,
             msn_base: 0,
             discontinuity_seq: 0,
+            url_base: None,
         }
     }
 }
@@ -136,6 +141,7 @@ impl StreamMedia {
             self.epoch,
             self.config.clone(),
             self.feed.clone(),
+            self.stream_url(format),
         ));
         guard.push(t.clone());
         // Sent with the list locked (not the track): no op of this track can reach the feed
@@ -146,6 +152,17 @@ impl StreamMedia {
             rendition: t.rendition.clone(),
         });
         t
+    }
+
+    /// The absolute URL of this stream's directory in `format` under the CDN base
+    /// (`{base}/hls/{stream}` or `{base}/cmaf/{stream}`), when one is configured.
+    pub fn stream_url(&self, format: TrackFormat) -> Option<String> {
+        let base = self.config.url_base.as_deref()?;
+        let dir = match format {
+            TrackFormat::Cmaf => "cmaf",
+            TrackFormat::Ts => "hls",
+        };
+        Some(format!("{base}/{dir}/{}", self.name))
     }
 
     /// Fix the session's video renditions (in master-playlist order).

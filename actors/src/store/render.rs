@@ -37,24 +37,27 @@ pub(crate) fn media_playlist(
     let ll = track.format == TrackFormat::Cmaf;
 
     let clamp = |d: f64| if d > part_target { part_target } else { d };
+    // Relative to the playlist, or absolute under the CDN base.
+    let url = |name: MediaName| match &track.stream_url {
+        Some(dir) => format!("{dir}/{}/{}", track.rendition, name.file_name()),
+        None => name.file_name(),
+    };
     let parts_from = listed.len().saturating_sub(SEGMENTS_WITH_PARTS);
     let mut segments = Vec::with_capacity(listed.len());
     for (i, s) in listed.iter().enumerate() {
-        let uri = match track.format {
+        let uri = url(match track.format {
             TrackFormat::Cmaf => MediaName::Segment { epoch, msn: s.msn },
             TrackFormat::Ts => MediaName::TsSegment { epoch, msn: s.msn },
-        }
-        .file_name();
+        });
         let parts = if ll && i >= parts_from {
             s.parts
                 .iter()
                 .map(|p| hls::PartEntry {
-                    uri: MediaName::Part {
+                    uri: url(MediaName::Part {
                         epoch,
                         msn: s.msn,
                         part: p.index,
-                    }
-                    .file_name(),
+                    }),
                     duration: clamp(p.duration),
                     independent: p.independent,
                 })
@@ -82,12 +85,11 @@ pub(crate) fn media_playlist(
         if let Some(open) = g.open.as_ref() {
             for p in &open.parts {
                 trailing_parts.push(hls::PartEntry {
-                    uri: MediaName::Part {
+                    uri: url(MediaName::Part {
                         epoch,
                         msn: open.msn,
                         part: p.index,
-                    }
-                    .file_name(),
+                    }),
                     duration: clamp(p.duration),
                     independent: p.independent,
                 });
@@ -98,9 +100,11 @@ pub(crate) fn media_playlist(
                 Some(o) => (o.msn, o.parts.len() as u64),
                 None => (g.next_msn, 0),
             };
-            preload_hint = Some(hls::PreloadHint::part(
-                MediaName::Part { epoch, msn, part }.file_name(),
-            ));
+            preload_hint = Some(hls::PreloadHint::part(url(MediaName::Part {
+                epoch,
+                msn,
+                part,
+            })));
         }
         let pi = match hls::PartInf::new(part_target) {
             Ok(pi) => pi,
@@ -112,7 +116,7 @@ pub(crate) fn media_playlist(
         // 3 x PART-TARGET, computed on the written milliseconds (RFC 8216bis 4.4.3.8).
         server_control = hls::ServerControl::low_latency(&pi, pi.min_part_hold_back()).ok();
         part_inf = Some(pi);
-        map = Some(hls::Map::new(MediaName::Init { epoch }.file_name()));
+        map = Some(hls::Map::new(url(MediaName::Init { epoch })));
         drop(g);
         for s in siblings {
             if std::ptr::eq(s.as_ref(), track) {
@@ -120,7 +124,10 @@ pub(crate) fn media_playlist(
             }
             if let Some((msn, part)) = s.last_position() {
                 rendition_reports.push(hls::RenditionReport {
-                    uri: format!("../{}/index.m3u8", s.rendition),
+                    uri: match &track.stream_url {
+                        Some(dir) => format!("{dir}/{}/index.m3u8", s.rendition),
+                        None => format!("../{}/index.m3u8", s.rendition),
+                    },
                     last_msn: msn,
                     last_part: part,
                 });
@@ -182,6 +189,9 @@ pub fn master_playlist(media: &StreamMedia, format: TrackFormat) -> Option<Bytes
         .as_ref()
         .map(|(t, i)| t.measured_bandwidth().map_or(i.declared_bandwidth, |m| m.0))
         .unwrap_or(0);
+    let dir = media
+        .stream_url(format)
+        .map_or_else(String::new, |d| d + "/");
     let mut variants = Vec::new();
     for t in media.ordered_video(&tracks)? {
         let info = t.info()?;
@@ -199,7 +209,7 @@ pub fn master_playlist(media: &StreamMedia, format: TrackFormat) -> Option<Bytes
             None => info.codec.clone(),
         };
         variants.push(hls::VariantStream {
-            uri: format!("{}/index.m3u8", t.rendition),
+            uri: format!("{dir}{}/index.m3u8", t.rendition),
             bandwidth: peak.max(1),
             average_bandwidth: Some(avg.max(1)),
             codecs: Some(codecs),
@@ -221,7 +231,7 @@ pub fn master_playlist(media: &StreamMedia, format: TrackFormat) -> Option<Bytes
             media_tags.push(hls::MediaTag {
                 group_id: "aud".to_owned(),
                 name: "audio".to_owned(),
-                uri: Some(format!("{}/index.m3u8", t.rendition)),
+                uri: Some(format!("{dir}{}/index.m3u8", t.rendition)),
                 default: true,
                 autoselect: true,
                 channels: i.channels.map(|c| c.to_string()),
@@ -330,7 +340,16 @@ pub(crate) fn mpd(
         suggested_presentation_delay: seg * 2,
         min_buffer_time: seg,
         max_segment_duration: seg,
-        utc_timing: Some(dash::UtcTiming::http_iso("/v1/time".to_owned())),
+        // Absolute under the CDN base (the player may come from another origin), else the
+        // node's own path.
+        utc_timing: Some(dash::UtcTiming::http_iso(
+            media
+                .config
+                .url_base
+                .as_deref()
+                .map_or_else(|| "/v1/time".to_owned(), |b| format!("{b}/v1/time")),
+        )),
+        base_url: media.stream_url(TrackFormat::Cmaf).map(|d| d + "/"),
         ended,
         adaptation_sets: sets,
     };

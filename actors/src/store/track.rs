@@ -147,6 +147,8 @@ pub struct TrackStore {
     version: watch::Sender<u64>,
     /// The session's replication feed.
     feed: broadcast::Sender<MediaOp>,
+    /// The stream directory's absolute URL under a CDN base ([`super::StreamMedia::stream_url`]).
+    pub(crate) stream_url: Option<String>,
 }
 
 impl TrackStore {
@@ -157,6 +159,7 @@ impl TrackStore {
         epoch: Epoch,
         config: MediaConfig,
         feed: broadcast::Sender<MediaOp>,
+        stream_url: Option<String>,
     ) -> Self {
         let inner = TrackInner {
             next_msn: config.msn_base,
@@ -171,6 +174,7 @@ impl TrackStore {
             inner: RwLock::new(inner),
             version: watch::channel(0).0,
             feed,
+            stream_url,
         }
     }
 

@@ -584,20 +584,24 @@ mod tests {
         }
     }
 
-    /// 10 s of 30 fps video with a 1 s GOP and 44.1 kHz audio through both packagers, with the
-    /// ingest's boundary rule (every second keyframe here: 2 s segments).
-    #[test]
-    fn segments_parts_and_audio_follow_the_boundaries() {
-        let media = StreamMedia::new(
+    /// A session of stream `t`, epoch 3, 2 s segments of 200 ms parts.
+    fn session(url_base: Option<&str>) -> Arc<StreamMedia> {
+        StreamMedia::new(
             StreamName::new("t").unwrap(),
             Epoch(3),
             MediaConfig {
                 segment_target: Duration::from_secs(2),
                 part_target: Duration::from_millis(200),
                 window_segments: 6,
+                url_base: url_base.map(Into::into),
                 ..MediaConfig::default()
             },
-        );
+        )
+    }
+
+    /// 10 s of 30 fps video with a 1 s GOP and 44.1 kHz audio through both packagers, with the
+    /// ingest's boundary rule (every second keyframe here: 2 s segments).
+    fn feed_ten_seconds(media: &Arc<StreamMedia>) -> (VideoPackager, AudioPackager) {
         media.set_start_wall_ms(1_000_000);
         let mut v = VideoPackager::new(media.clone(), RenditionId::source());
         let mut a = AudioPackager::new(media.clone());
@@ -632,6 +636,13 @@ mod tests {
                 audio_pts += 1024 * 90_000 / 44_100;
             }
         }
+        (v, a)
+    }
+
+    #[test]
+    fn segments_parts_and_audio_follow_the_boundaries() {
+        let media = session(None);
+        let (mut v, mut a) = feed_ten_seconds(&media);
         let cmaf = media.find(TrackFormat::Cmaf, "source").unwrap();
         let ts = media.find(TrackFormat::Ts, "source").unwrap();
         let audio = media.find(TrackFormat::Cmaf, "audio").unwrap();
@@ -689,6 +700,81 @@ mod tests {
         media.render_mpd();
         let mpd = String::from_utf8(media.mpd().unwrap().to_vec()).unwrap();
         assert!(mpd.contains("media=\"source/3-$Number$.m4s\""), "{mpd}");
+    }
+
+    /// With a CDN base, every URL a player follows is absolute under it: variants and the audio
+    /// rendition in the masters, init, segments, parts, the preload hint and the rendition
+    /// reports in the media playlists, the MPD's BaseURL and its time source.
+    #[test]
+    fn a_cdn_base_makes_every_url_absolute() {
+        let media = session(Some("https://cdn.example.com"));
+        let _packagers = feed_ten_seconds(&media);
+        let cmaf = media.find(TrackFormat::Cmaf, "source").unwrap();
+        let ts = media.find(TrackFormat::Ts, "source").unwrap();
+        let pl = String::from_utf8(cmaf.playlist().unwrap().to_vec()).unwrap();
+        let dir = "https://cdn.example.com/cmaf/t";
+        for want in [
+            format!("#EXT-X-MAP:URI=\"{dir}/source/init-3.mp4\""),
+            format!("#EXTINF:2.000,\n{dir}/source/3-3.m4s"),
+            format!("URI=\"{dir}/source/3-4.0.m4s\""),
+            format!("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{dir}/source/3-4."),
+            format!("#EXT-X-RENDITION-REPORT:URI=\"{dir}/audio/index.m3u8\""),
+        ] {
+            assert!(pl.contains(&want), "{want} not in\n{pl}");
+        }
+        let uri_lines = |text: &str| {
+            text.lines()
+                .filter(|l| !l.starts_with('#') && !l.is_empty())
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        };
+        for line in uri_lines(&pl) {
+            assert!(line.starts_with(dir), "{line}");
+        }
+        let tspl = String::from_utf8(ts.playlist().unwrap().to_vec()).unwrap();
+        let ts_lines = uri_lines(&tspl);
+        assert!(!ts_lines.is_empty());
+        for line in ts_lines {
+            assert!(
+                line.starts_with("https://cdn.example.com/hls/t/source/3-")
+                    && line.ends_with(".ts"),
+                "{line}"
+            );
+        }
+        let master = |f| {
+            String::from_utf8(crate::store::master_playlist(&media, f).unwrap().to_vec()).unwrap()
+        };
+        let m = master(TrackFormat::Cmaf);
+        assert!(m.contains(&format!("\n{dir}/source/index.m3u8")), "{m}");
+        assert!(
+            m.contains(&format!("URI=\"{dir}/audio/index.m3u8\"")),
+            "{m}"
+        );
+        let m = master(TrackFormat::Ts);
+        assert!(
+            m.contains("\nhttps://cdn.example.com/hls/t/source/index.m3u8"),
+            "{m}"
+        );
+        media.render_mpd();
+        let mpd = String::from_utf8(media.mpd().unwrap().to_vec()).unwrap();
+        assert!(mpd.contains(&format!("<BaseURL>{dir}/</BaseURL>")), "{mpd}");
+        assert!(
+            mpd.contains("value=\"https://cdn.example.com/v1/time\""),
+            "{mpd}"
+        );
+        assert!(
+            mpd.find("<BaseURL>") < mpd.find("<Period"),
+            "BaseURL precedes Period"
+        );
+        // Without a base everything stays relative (checked in detail above).
+        let plain = session(None);
+        let _packagers = feed_ten_seconds(&plain);
+        plain.render_mpd();
+        let mpd = String::from_utf8(plain.mpd().unwrap().to_vec()).unwrap();
+        assert!(
+            !mpd.contains("BaseURL") && mpd.contains("value=\"/v1/time\""),
+            "{mpd}"
+        );
     }
 
     #[test]

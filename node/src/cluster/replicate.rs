@@ -366,6 +366,8 @@ pub struct Replicas {
     cluster: Arc<Cluster>,
     store: Arc<SegmentStore>,
     subs: Mutex<HashMap<StreamName, Sub>>,
+    /// This node's CDN base: a replica's playlists are rendered with this node's setting.
+    url_base: Option<Arc<str>>,
 }
 
 enum Ended {
@@ -379,11 +381,16 @@ enum Ended {
 
 impl Replicas {
     /// No replicas yet.
-    pub fn new(cluster: Arc<Cluster>, store: Arc<SegmentStore>) -> Arc<Self> {
+    pub fn new(
+        cluster: Arc<Cluster>,
+        store: Arc<SegmentStore>,
+        url_base: Option<Arc<str>>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             cluster,
             store,
             subs: Mutex::new(HashMap::new()),
+            url_base,
         })
     }
 
@@ -587,6 +594,7 @@ impl Replicas {
                                 window_segments: window_segments as usize,
                                 msn_base,
                                 discontinuity_seq,
+                                url_base: self.url_base.clone(),
                             };
                             *media = Some(StreamMedia::new(stream.clone(), epoch, config));
                         }

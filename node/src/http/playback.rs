@@ -180,7 +180,7 @@ async fn master(
         .ok_or_else(|| ApiError::not_found(format!("stream {stream} has no segment yet")))?;
     // The viewer's session in its media playlist URLs: the player's own CMCD session id, the
     // one it came with, or a new one. Such a master is this viewer's alone (private).
-    let per_viewer = app.config.analytics.session_in_urls;
+    let per_viewer = app.config.session_in_urls();
     if per_viewer {
         let sid = match &viewer.who {
             Who::Player(s) | Who::Url(s) if who::valid_sid(s) => s.clone(),

@@ -5,7 +5,8 @@
 //! candidate. Candidates are the members heard from within `cluster.dead_after_ms` (this node
 //! included); the least loaded wins (CPU, then streams originated, then name for a stable
 //! answer). The answer is a 302 to that node's CMAF master playlist (`?format=ts`: the
-//! MPEG-TS one; `?format=dash`: the MPD), never cached.
+//! MPEG-TS one; `?format=dash`: the MPD), never cached. With `cdn.base_url` set, the URL is the
+//! CDN's (`{base}/cmaf/{stream}/master.m3u8`).
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -89,7 +90,12 @@ async fn route(
     }) else {
         return Err(ApiError::unavailable("no live node to route to"));
     };
-    let url = format!("{}{path}", node.http);
+    // Behind a CDN the viewer goes to the CDN (which reaches the origins itself); the answer
+    // still names the node the cluster would have picked.
+    let url = match &app.config.url_base() {
+        Some(base) => format!("{base}{path}"),
+        None => format!("{}{path}", node.http),
+    };
     Ok((
         StatusCode::FOUND,
         [

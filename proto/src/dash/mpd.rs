@@ -164,6 +164,9 @@ pub struct Mpd {
     pub max_segment_duration: Duration,
     /// `UTCTiming`, strongly recommended for dynamic MPDs (DASH-IF IOP).
     pub utc_timing: Option<UtcTiming>,
+    /// The MPD-level `BaseURL` every segment template resolves against (a CDN's absolute URL
+    /// of the stream's directory, ending in `/`); `None`: relative to the MPD's own URL.
+    pub base_url: Option<String>,
     /// The live presentation is over. The MPD stays `type="dynamic"`, gains
     /// `@mediaPresentationDuration` (the end of the longest timeline) and loses
     /// `@minimumUpdatePeriod`, as DASH-IF IOP prescribes for the end of a live session:
@@ -191,6 +194,9 @@ impl Mpd {
         }
         if let Some(utc) = &self.utc_timing {
             check_text("UTCTiming@value", &utc.value)?;
+        }
+        if let Some(base) = &self.base_url {
+            check_text("BaseURL", base)?;
         }
         let mut set_ids = HashSet::new();
         let mut rep_ids = HashSet::new();
@@ -356,6 +362,12 @@ fn attr(out: &mut String, name: &str, value: &str) {
     out.push(' ');
     out.push_str(name);
     out.push_str("=\"");
+    escape_into(out, value);
+    out.push('"');
+}
+
+/// XML-escape `value` into `out` (attribute values and text alike).
+fn escape_into(out: &mut String, value: &str) {
     for c in value.chars() {
         match c {
             '&' => out.push_str("&amp;"),
@@ -366,7 +378,6 @@ fn attr(out: &mut String, name: &str, value: &str) {
             c => out.push(c),
         }
     }
-    out.push('"');
 }
 
 /// Writes ` name="<number>"`.
@@ -438,7 +449,14 @@ pub fn render_mpd(m: &Mpd, out: &mut String) -> Result<(), MpdError> {
     );
     attr_duration(out, "minBufferTime", m.min_buffer_time);
     attr_duration(out, "maxSegmentDuration", m.max_segment_duration);
-    out.push_str(">\n  <Period");
+    out.push_str(">\n");
+    if let Some(base) = &m.base_url {
+        // ISO/IEC 23009-1 5.3.1.2: BaseURL comes before Period.
+        out.push_str("  <BaseURL>");
+        escape_into(out, base);
+        out.push_str("</BaseURL>\n");
+    }
+    out.push_str("  <Period");
     // Period@id must be present in a dynamic MPD and stable across updates (clients match
     // Periods by id). The availability start time is exactly as stable: it changes only when
     // the whole timeline is re-anchored, which is when clients should see a new Period.
