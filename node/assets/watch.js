@@ -21,9 +21,13 @@ const MAX_ERRORS = 10;
 const stream = streamFromPath(location.pathname);
 const params = new URLSearchParams(location.search);
 const format = params.get('format') === 'ts' ? 'ts' : 'cmaf';
-const src = format === 'ts'
+// A protected stream's page is opened with its playback token (`/watch/{stream}?token=...`);
+// the node carries it into every URL below the multivariant playlist.
+const token = params.get('token');
+const src = (format === 'ts'
   ? `/hls/${encodeURIComponent(stream)}/master.m3u8`
-  : `/cmaf/${encodeURIComponent(stream)}/master.m3u8`;
+  : `/cmaf/${encodeURIComponent(stream)}/master.m3u8`)
+  + (token ? `?token=${encodeURIComponent(token)}` : '');
 const sid = newSid();
 
 const $ = (id) => document.getElementById(id);

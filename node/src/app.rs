@@ -61,6 +61,8 @@ pub struct App {
     pub transcode_slots: Arc<tokio::sync::Semaphore>,
     /// Viewer sessions and stream metrics.
     pub analytics: crate::analytics::Analytics,
+    /// Signs and checks playback tokens (`playback.protected_streams`).
+    pub playback: crate::tokens::PlaybackTokens,
 }
 
 impl App {
@@ -78,6 +80,7 @@ impl App {
         let media_config = hivecast_actors::store::MediaConfig {
             msn_base,
             discontinuity_seq: epoch.0.saturating_sub(1),
+            url_base: self.config.url_base_for(stream.as_str()),
             ..self.config.media_config()
         };
         let media = StreamMedia::new(stream.clone(), epoch, media_config);

@@ -1,4 +1,5 @@
-//! The command line: `hivecast run`, `hivecast key create|list|revoke`, `hivecast cluster status`.
+//! The command line: `hivecast run`, `hivecast key create|list|revoke`, `hivecast token create`,
+//! `hivecast cluster status`.
 //! Key commands talk to the running node's HTTP API with the admin token.
 
 use std::path::PathBuf;
@@ -38,6 +39,18 @@ pub enum Command {
         #[arg(long, global = true)]
         url: Option<String>,
     },
+    /// Signed playback tokens (for streams in `playback.protected_streams`), from a running node.
+    Token {
+        /// Which token operation.
+        #[command(subcommand)]
+        op: TokenOp,
+        /// The node's configuration (for its address and admin token).
+        #[arg(long, global = true, env = "HIVECAST_CONFIG")]
+        config: Option<PathBuf>,
+        /// The node's HTTP base URL (default: from the configuration, on 127.0.0.1).
+        #[arg(long, global = true)]
+        url: Option<String>,
+    },
     /// Cluster information from a running node.
     Cluster {
         /// Which cluster operation.
@@ -67,6 +80,20 @@ pub enum KeyOp {
     Revoke {
         /// Key id.
         id: String,
+    },
+}
+
+/// Playback token operations.
+#[derive(Debug, Subcommand)]
+pub enum TokenOp {
+    /// Create a token; prints `{"stream","token","expires_at","urls":{...}}`.
+    Create {
+        /// Stream name.
+        #[arg(long)]
+        stream: String,
+        /// Validity: `90s`, `15m`, `1h`, `7d` (at most 30 days).
+        #[arg(long, default_value = "1h")]
+        ttl: String,
     },
 }
 
@@ -134,6 +161,33 @@ pub async fn key(op: KeyOp, config: Option<PathBuf>, url: Option<String>) -> any
         }
     };
     println!("{body}");
+    Ok(())
+}
+
+/// Run a token command.
+pub async fn token(
+    op: TokenOp,
+    config: Option<PathBuf>,
+    url: Option<String>,
+) -> anyhow::Result<()> {
+    let cfg = Config::load(config.as_deref())?;
+    let admin = admin_token(&cfg)?;
+    let base = base_url(&cfg, url);
+    match op {
+        TokenOp::Create { stream, ttl } => {
+            let Some(ttl_s) = crate::tokens::parse_ttl(&ttl) else {
+                bail!("--ttl {ttl:?}: expected a number with s, m, h or d (90s, 15m, 1h, 7d)");
+            };
+            let body = send(
+                reqwest::Client::new()
+                    .post(format!("{base}/v1/playback-tokens"))
+                    .bearer_auth(&admin)
+                    .json(&serde_json::json!({ "stream": stream, "ttl_s": ttl_s })),
+            )
+            .await?;
+            println!("{body}");
+        }
+    }
     Ok(())
 }
 

@@ -540,9 +540,19 @@ impl Config {
             segment_target: Duration::from_millis(self.media.segment_target_ms),
             part_target: Duration::from_millis(self.media.part_target_ms),
             window_segments: self.media.window_segments,
-            url_base: self.url_base(),
             ..Default::default()
         }
+    }
+
+    /// The base URL `stream`'s playlists are rendered under: the CDN's, except for a stream
+    /// that needs a playback token, whose media playlists stay relative so that the `~{token}`
+    /// path segment of their own URL carries over to every object (`crate::tokens`); its
+    /// multivariant playlist and MPD, rewritten per viewer anyway, are absolute.
+    pub fn url_base_for(&self, stream: &str) -> Option<std::sync::Arc<str>> {
+        if self.playback.is_protected(stream) {
+            return None;
+        }
+        self.url_base()
     }
 
     /// The CDN base URL playlists are rendered under, if one is configured.
@@ -668,6 +678,43 @@ mod tests {
         .unwrap();
         let c = Config::load(Some(&f)).unwrap();
         assert_eq!(c.cache.allow_origin, "https://player.example:8443");
+    }
+
+    #[test]
+    fn cdn_base_url_is_checked_and_turns_session_urls_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        let c = Config::load(None).unwrap();
+        assert!(c.url_base().is_none() && c.session_in_urls());
+        for bad in [
+            "cdn.example.com",
+            "ftp://cdn.example.com",
+            "https://",
+            "https://cdn.example.com/?a=1",
+            "https://cdn example.com",
+        ] {
+            std::fs::write(&f, format!("[cdn]\nbase_url = {bad:?}\n")).unwrap();
+            let err = Config::load(Some(&f)).unwrap_err();
+            assert!(err.to_string().contains("cdn.base_url"), "{bad:?}: {err}");
+        }
+        std::fs::write(&f, "[cdn]\nbase_url = \"https://cdn.example.com/live/\"\n").unwrap();
+        let c = Config::load(Some(&f)).unwrap();
+        assert_eq!(c.url_base().as_deref(), Some("https://cdn.example.com/live"));
+        assert!(!c.session_in_urls(), "off by default behind a CDN");
+        std::fs::write(
+            &f,
+            "[cdn]\nbase_url = \"https://cdn.example.com\"\n[analytics]\nsession_in_urls = true\n\
+             [playback]\nprotected_streams = [\"vip-*\", \"one\"]\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&f)).unwrap();
+        assert!(c.session_in_urls(), "an explicit setting wins");
+        assert!(c.playback.is_protected("vip-1") && c.playback.is_protected("one"));
+        assert!(!c.playback.is_protected("onex") && !c.playback.is_protected("open"));
+        assert!(c.url_base_for("vip-1").is_none(), "protected: relative");
+        assert!(c.url_base_for("open").is_some());
+        std::fs::write(&f, "[playback]\nprotected_streams = [\"a*b\"]\n").unwrap();
+        assert!(Config::load(Some(&f)).is_err());
     }
 
     #[test]

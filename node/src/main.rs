@@ -13,6 +13,7 @@ mod http;
 mod keys;
 mod listen;
 mod storage;
+mod tokens;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -39,6 +40,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Run { config } => rt.block_on(run(config)),
         Command::Key { op, config, url } => rt.block_on(cli::key(op, config, url)),
+        Command::Token { op, config, url } => rt.block_on(cli::token(op, config, url)),
         Command::Cluster { op, config, url } => rt.block_on(cli::cluster(op, config, url)),
     }
 }
@@ -74,7 +76,7 @@ async fn run(config: Option<std::path::PathBuf>) -> anyhow::Result<()> {
         store: store.clone(),
         storage: storage.clone(),
         registry: registry.clone(),
-        replicas: cluster::replicate::Replicas::new(registry.clone(), store, cfg.url_base()),
+        replicas: cluster::replicate::Replicas::new(registry.clone(), store, cfg.clone()),
         hub,
         live: Mutex::new(HashMap::new()),
         stats: Mutex::new(HashMap::new()),
@@ -84,6 +86,7 @@ async fn run(config: Option<std::path::PathBuf>) -> anyhow::Result<()> {
             &cfg.analytics,
             std::time::Duration::from_millis(cfg.media.segment_target_ms),
         ),
+        playback: tokens::PlaybackTokens::load(&cfg.playback.token_secret, &cfg.node.data_dir)?,
     });
     tokio::spawn(analytics::Analytics::run(app.clone()));
     tokio::spawn(listen::rtmp::serve(app.clone(), rtmp));

@@ -123,34 +123,35 @@ pub fn identify(headers: &HeaderMap, query: Option<&str>, peer: Option<&str>) ->
 /// so that the media playlist requests of this viewer carry its session. Segment URIs in the
 /// media playlists are relative and resolve without the query: they stay the same for all.
 pub fn add_sid(body: &str, sid: &str) -> String {
-    let mut out = String::with_capacity(body.len() + 64);
+    map_uris(body, |uri, out| {
+        out.push_str(uri);
+        out.push_str(if uri.contains('?') { "&sid=" } else { "?sid=" });
+        out.push_str(sid);
+    })
+}
+
+/// `body` (a playlist) with every URI written by `f`: the URI lines and the `URI="..."`
+/// attributes of tags (EXT-X-MEDIA renditions, I-frame playlists, maps, parts).
+pub fn map_uris(body: &str, f: impl Fn(&str, &mut String)) -> String {
+    let mut out = String::with_capacity(body.len() + 256);
     for line in body.lines() {
         if line.is_empty() {
             out.push('\n');
             continue;
         }
         if line.starts_with('#') {
-            // `URI="..."` attributes (EXT-X-MEDIA renditions, I-frame playlists).
             let mut rest = line;
             while let Some(i) = rest.find("URI=\"") {
                 let start = i + 5;
                 out.push_str(&rest[..start]);
                 let tail = &rest[start..];
                 let end = tail.find('"').unwrap_or(tail.len());
-                out.push_str(&tail[..end]);
-                out.push_str(if tail[..end].contains('?') {
-                    "&sid="
-                } else {
-                    "?sid="
-                });
-                out.push_str(sid);
+                f(&tail[..end], &mut out);
                 rest = &tail[end..];
             }
             out.push_str(rest);
         } else {
-            out.push_str(line);
-            out.push_str(if line.contains('?') { "&sid=" } else { "?sid=" });
-            out.push_str(sid);
+            f(line, &mut out);
         }
         out.push('\n');
     }

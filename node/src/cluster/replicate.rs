@@ -33,6 +33,7 @@ use tracing::{debug, info, warn};
 
 use super::transport::Transport;
 use super::Cluster;
+use crate::config::Config;
 
 /// A push that cannot write for this long is abandoned.
 const WRITE_STALL: Duration = Duration::from_secs(5);
@@ -366,8 +367,9 @@ pub struct Replicas {
     cluster: Arc<Cluster>,
     store: Arc<SegmentStore>,
     subs: Mutex<HashMap<StreamName, Sub>>,
-    /// This node's CDN base: a replica's playlists are rendered with this node's setting.
-    url_base: Option<Arc<str>>,
+    /// This node's configuration: a replica's playlists are rendered with this node's CDN
+    /// setting ([`Config::url_base_for`]).
+    config: Config,
 }
 
 enum Ended {
@@ -381,16 +383,12 @@ enum Ended {
 
 impl Replicas {
     /// No replicas yet.
-    pub fn new(
-        cluster: Arc<Cluster>,
-        store: Arc<SegmentStore>,
-        url_base: Option<Arc<str>>,
-    ) -> Arc<Self> {
+    pub fn new(cluster: Arc<Cluster>, store: Arc<SegmentStore>, config: Config) -> Arc<Self> {
         Arc::new(Self {
             cluster,
             store,
             subs: Mutex::new(HashMap::new()),
-            url_base,
+            config,
         })
     }
 
@@ -594,7 +592,7 @@ impl Replicas {
                                 window_segments: window_segments as usize,
                                 msn_base,
                                 discontinuity_seq,
-                                url_base: self.url_base.clone(),
+                                url_base: self.config.url_base_for(stream.as_str()),
                             };
                             *media = Some(StreamMedia::new(stream.clone(), epoch, config));
                         }

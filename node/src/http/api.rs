@@ -29,6 +29,7 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/v1/time", get(time))
         .route("/v1/keys", post(create_key).get(list_keys))
         .route("/v1/keys/{key_id}", delete(revoke_key))
+        .route("/v1/playback-tokens", post(create_playback_token))
         .route("/v1/streams", get(list_streams))
         .route("/v1/streams/{stream}", get(get_stream))
         .route("/v1/audit", get(audit))
@@ -106,6 +107,56 @@ async fn create_key(
     Ok((
         StatusCode::CREATED,
         Json(json!({"key_id": key_id, "key": key, "stream": name.as_str()})),
+    )
+        .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct CreatePlaybackToken {
+    stream: String,
+    /// Validity in seconds (at most 30 days).
+    ttl_s: u64,
+}
+
+/// `POST /v1/playback-tokens` (admin): a playback token for a stream and the URLs that carry
+/// it. The expiry is rounded up to a multiple of `min(ttl, 5 min)`, so every token made for one
+/// stream and TTL within that step is the same string: a CDN keying on the token's path
+/// segment then keeps one copy per object for all those viewers (`crate::tokens`).
+async fn create_playback_token(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<CreatePlaybackToken>,
+) -> Result<Response, ApiError> {
+    require_admin(&app, &headers)?;
+    let name = stream_name(&body.stream)?;
+    if body.ttl_s == 0 || body.ttl_s > crate::tokens::MAX_TTL_S {
+        return Err(ApiError::bad_request(format!(
+            "ttl_s must be within 1..={}",
+            crate::tokens::MAX_TTL_S
+        )));
+    }
+    let step = body.ttl_s.min(300);
+    let expires = (crate::tokens::now_s() + body.ttl_s).div_ceil(step) * step;
+    let token = app.playback.sign(name.as_str(), expires);
+    let base = app.config.url_base();
+    let url = |path: String| match &base {
+        Some(b) => format!("{b}{path}"),
+        None => path,
+    };
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "stream": name.as_str(),
+            "token": token,
+            "expires_at": expires,
+            "protected": app.config.playback.is_protected(name.as_str()),
+            "urls": {
+                "ll_hls": url(format!("/cmaf/{name}/master.m3u8?token={token}")),
+                "hls": url(format!("/hls/{name}/master.m3u8?token={token}")),
+                "dash": url(format!("/cmaf/{name}/manifest.mpd?token={token}")),
+                "watch": format!("/watch/{name}?token={token}"),
+            },
+        })),
     )
         .into_response())
 }

@@ -37,6 +37,69 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/cmaf/{stream}/master.m3u8", get(cmaf_master))
         .route("/cmaf/{stream}/manifest.mpd", get(mpd))
         .route("/cmaf/{stream}/{rendition}/{file}", get(cmaf_file))
+        // Signed playback (`crate::tokens`): `~{token}` between the stream and the rendition.
+        .route(
+            "/hls/{stream}/{signed}/{rendition}/{file}",
+            get(hls_signed_file),
+        )
+        .route(
+            "/cmaf/{stream}/{signed}/{rendition}/{file}",
+            get(cmaf_signed_file),
+        )
+}
+
+/// The playback token a multivariant playlist or MPD request presents (`?token=`).
+fn query_token(query: Option<&str>) -> Option<&str> {
+    query?
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("token="))
+}
+
+/// May this request play `stream`? Streams not in `playback.protected_streams` need nothing;
+/// the others need a valid token (403 JSON otherwise, never cached). The token, if good.
+fn check_token<'a>(
+    app: &App,
+    stream: &str,
+    token: Option<&'a str>,
+) -> Result<Option<&'a str>, ApiError> {
+    use crate::tokens::TokenError;
+    use axum::http::StatusCode;
+    if !app.config.playback.is_protected(stream) {
+        return Ok(None);
+    }
+    let Some(token) = token else {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "token_required",
+            format!("stream {stream} needs a playback token (?token= on its multivariant playlist or MPD)"),
+        ));
+    };
+    match app.playback.verify(stream, token, crate::tokens::now_s()) {
+        Ok(_) => Ok(Some(token)),
+        Err(e @ TokenError::Expired { .. }) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "token_expired",
+            e.to_string(),
+        )),
+        Err(e) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "token_invalid",
+            e.to_string(),
+        )),
+    }
+}
+
+/// Where the children of a protected stream's multivariant playlist or MPD live for the holder
+/// of `token`: `~{token}/` below the stream's directory, absolute under the CDN base if set.
+fn signed_dir(app: &App, media: &StreamMedia, format: TrackFormat, token: &str) -> String {
+    let kind = match format {
+        TrackFormat::Cmaf => "cmaf",
+        TrackFormat::Ts => "hls",
+    };
+    match app.config.url_base() {
+        Some(base) => format!("{base}/{kind}/{}/~{token}/", media.name),
+        None => format!("~{token}/"),
+    }
 }
 
 /// How long a request on an edge waits for the first replication snapshot of a stream.
@@ -120,19 +183,23 @@ fn block_deadline(media: &StreamMedia) -> Duration {
 async fn hls_master(
     State(app): State<Arc<App>>,
     ApiPath(stream): ApiPath<String>,
+    RawQuery(query): RawQuery,
     viewer: Viewer,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    master(&app, &stream, TrackFormat::Ts, &headers, &viewer).await
+    let token = check_token(&app, &stream, query_token(query.as_deref()))?;
+    master(&app, &stream, TrackFormat::Ts, &headers, &viewer, token).await
 }
 
 async fn cmaf_master(
     State(app): State<Arc<App>>,
     ApiPath(stream): ApiPath<String>,
+    RawQuery(query): RawQuery,
     viewer: Viewer,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    master(&app, &stream, TrackFormat::Cmaf, &headers, &viewer).await
+    let token = check_token(&app, &stream, query_token(query.as_deref()))?;
+    master(&app, &stream, TrackFormat::Cmaf, &headers, &viewer, token).await
 }
 
 /// Start tracking a viewer request (see [`crate::analytics`]).
@@ -169,6 +236,7 @@ async fn master(
     format: TrackFormat,
     headers: &HeaderMap,
     viewer: &Viewer,
+    token: Option<&str>,
 ) -> Result<Response, ApiError> {
     let media = media_of(app, stream).await?;
     let guard = track_request(app, media.name.as_str(), None, viewer);
@@ -178,6 +246,17 @@ async fn master(
     };
     let mut body = master_playlist(&media, format)
         .ok_or_else(|| ApiError::not_found(format!("stream {stream} has no segment yet")))?;
+    // A protected stream's children live under the token's directory; the master itself is
+    // the same for every holder of the token (tokens are shared: see `crate::tokens`).
+    if let Some(token) = token {
+        let dir = signed_dir(app, &media, format, token);
+        if let Ok(text) = std::str::from_utf8(&body) {
+            body = Bytes::from(who::map_uris(text, |uri, out| {
+                out.push_str(&dir);
+                out.push_str(uri);
+            }));
+        }
+    }
     // The viewer's session in its media playlist URLs: the player's own CMCD session id, the
     // one it came with, or a new one. Such a master is this viewer's alone (private).
     let per_viewer = app.config.session_in_urls();
@@ -209,14 +288,19 @@ async fn master(
 async fn mpd(
     State(app): State<Arc<App>>,
     ApiPath(stream): ApiPath<String>,
+    RawQuery(query): RawQuery,
     viewer: Viewer,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let token = check_token(&app, &stream, query_token(query.as_deref()))?;
     let media = media_of(&app, &stream).await?;
     let guard = track_request(&app, media.name.as_str(), None, &viewer);
-    let mpd = media
+    let mut mpd = media
         .mpd()
         .ok_or_else(|| ApiError::not_found(format!("stream {stream} has no segment yet")))?;
+    if let Some(token) = token {
+        mpd = with_base_url(mpd, &signed_dir(&app, &media, TrackFormat::Cmaf, token));
+    }
     let version = PlaylistVersion::new(
         absolute_utc_timing(mpd, &headers),
         newest_change(&media.cmaf_tracks()),
@@ -234,6 +318,27 @@ async fn mpd(
             &version,
         ),
     ))
+}
+
+/// A protected stream's MPD (rendered without a `BaseURL`) with `base` as its `BaseURL`, so that
+/// every segment URL carries the viewer's token.
+fn with_base_url(mpd: Bytes, base: &str) -> Bytes {
+    const PERIOD: &str = "\n  <Period";
+    let Ok(text) = std::str::from_utf8(&mpd) else {
+        return mpd;
+    };
+    let Some(at) = text.find(PERIOD) else {
+        return mpd;
+    };
+    // The token and the CDN base are checked text ([0-9a-f.] and a validated URL): nothing to
+    // escape in XML.
+    let mut out = String::with_capacity(text.len() + base.len() + 24);
+    out.push_str(&text[..at]);
+    out.push_str("\n  <BaseURL>");
+    out.push_str(base);
+    out.push_str("</BaseURL>");
+    out.push_str(&text[at..]);
+    Bytes::from(out)
 }
 
 /// The MPD is rendered once with `UTCTiming value="/v1/time"`; DASH clients resolve that value
@@ -259,6 +364,25 @@ fn absolute_utc_timing(mpd: Bytes, headers: &HeaderMap) -> Bytes {
     Bytes::from(text.replacen(REL, &format!("value=\"http://{host}/v1/time\""), 1))
 }
 
+/// The `~{token}` path segment of a signed request, checked for `stream`.
+fn signed_segment(app: &App, stream: &str, signed: &str) -> Result<(), ApiError> {
+    let Some(token) = signed.strip_prefix('~') else {
+        return Err(ApiError::not_found("no such route"));
+    };
+    check_token(app, stream, Some(token)).map(|_| ())
+}
+
+async fn hls_signed_file(
+    State(app): State<Arc<App>>,
+    ApiPath((stream, signed, rendition, file)): ApiPath<(String, String, String, String)>,
+    RawQuery(query): RawQuery,
+    viewer: Viewer,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    signed_segment(&app, &stream, &signed)?;
+    hls_object(&app, &stream, &rendition, &file, query, &viewer, &headers).await
+}
+
 async fn hls_file(
     State(app): State<Arc<App>>,
     ApiPath((stream, rendition, file)): ApiPath<(String, String, String)>,
@@ -266,19 +390,30 @@ async fn hls_file(
     viewer: Viewer,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let media = media_of(&app, &stream).await?;
+    check_token(&app, &stream, None)?;
+    hls_object(&app, &stream, &rendition, &file, query, &viewer, &headers).await
+}
+
+async fn hls_object(
+    app: &Arc<App>,
+    stream: &str,
+    rendition: &str,
+    file: &str,
+    query: Option<String>,
+    viewer: &Viewer,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let media = media_of(app, stream).await?;
     let track = media
-        .find(TrackFormat::Ts, &rendition)
+        .find(TrackFormat::Ts, rendition)
         .ok_or_else(|| ApiError::not_found(format!("no rendition {rendition}")))?;
-    let guard = track_file(&app, &media, &track, &viewer);
+    let guard = track_file(app, &media, &track, viewer);
     let cfg = &app.config.cache;
-    let resp = match parse_media_name(&file) {
-        Some(MediaName::Playlist) => {
-            playlist(&app, &media, &track, query.as_deref(), &headers).await
-        }
+    let resp = match parse_media_name(file) {
+        Some(MediaName::Playlist) => playlist(app, &media, &track, query.as_deref(), headers).await,
         Some(MediaName::TsSegment { epoch, msn }) if epoch == media.epoch => track
             .segment(msn)
-            .map(|b| cache::media(cfg, &headers, &file, cache::TS, b))
+            .map(|b| cache::media(cfg, headers, file, cache::TS, b))
             .ok_or_else(|| ApiError::not_found(format!("no segment {file}"))),
         _ => Err(ApiError::not_found(format!("no file {file}"))),
     };
@@ -294,6 +429,17 @@ fn track_file(app: &App, media: &StreamMedia, track: &TrackStore, viewer: &Viewe
     track_request(app, media.name.as_str(), rendition, viewer)
 }
 
+async fn cmaf_signed_file(
+    State(app): State<Arc<App>>,
+    ApiPath((stream, signed, rendition, file)): ApiPath<(String, String, String, String)>,
+    RawQuery(query): RawQuery,
+    viewer: Viewer,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    signed_segment(&app, &stream, &signed)?;
+    cmaf_object(&app, &stream, &rendition, &file, query, &viewer, &headers).await
+}
+
 async fn cmaf_file(
     State(app): State<Arc<App>>,
     ApiPath((stream, rendition, file)): ApiPath<(String, String, String)>,
@@ -301,37 +447,42 @@ async fn cmaf_file(
     viewer: Viewer,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let media = media_of(&app, &stream).await?;
+    check_token(&app, &stream, None)?;
+    cmaf_object(&app, &stream, &rendition, &file, query, &viewer, &headers).await
+}
+
+async fn cmaf_object(
+    app: &Arc<App>,
+    stream: &str,
+    rendition: &str,
+    file: &str,
+    query: Option<String>,
+    viewer: &Viewer,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let media = media_of(app, stream).await?;
     let track = media
-        .find(TrackFormat::Cmaf, &rendition)
+        .find(TrackFormat::Cmaf, rendition)
         .ok_or_else(|| ApiError::not_found(format!("no rendition {rendition}")))?;
-    let guard = track_file(&app, &media, &track, &viewer);
+    let guard = track_file(app, &media, &track, viewer);
     let cfg = &app.config.cache;
     let init_type = match track.kind {
         TrackKind::Video => cache::INIT_VIDEO,
         TrackKind::Audio => cache::INIT_AUDIO,
     };
-    let resp = match parse_media_name(&file) {
-        Some(MediaName::Playlist) => {
-            playlist(&app, &media, &track, query.as_deref(), &headers).await
-        }
+    let resp = match parse_media_name(file) {
+        Some(MediaName::Playlist) => playlist(app, &media, &track, query.as_deref(), headers).await,
         Some(MediaName::Init { epoch }) if epoch == media.epoch => track
             .init()
-            .map(|b| cache::media(cfg, &headers, &file, init_type, b))
+            .map(|b| cache::media(cfg, headers, file, init_type, b))
             .ok_or_else(|| ApiError::not_found("no init segment yet")),
         Some(MediaName::Segment { epoch, msn }) if epoch == media.epoch => track
             .segment(msn)
-            .map(|b| cache::media(cfg, &headers, &file, cache::CMAF_SEGMENT, b))
+            .map(|b| cache::media(cfg, headers, file, cache::CMAF_SEGMENT, b))
             .ok_or_else(|| ApiError::not_found(format!("no segment {file}"))),
         Some(MediaName::Part { epoch, msn, part }) if epoch == media.epoch => {
             let found = part_file(&media, &track, msn, part).await?;
-            Ok(cache::media(
-                cfg,
-                &headers,
-                &file,
-                cache::CMAF_SEGMENT,
-                found,
-            ))
+            Ok(cache::media(cfg, headers, file, cache::CMAF_SEGMENT, found))
         }
         _ => Err(ApiError::not_found(format!("no file {file}"))),
     };

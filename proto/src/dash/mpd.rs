@@ -620,6 +620,7 @@ mod tests {
             min_buffer_time: Duration::from_secs(2),
             max_segment_duration: Duration::from_millis(2_006),
             utc_timing: Some(UtcTiming::http_iso("https://time.example/v1/time?iso&x=1")),
+            base_url: None,
             ended: false,
             adaptation_sets: vec![
                 AdaptationSet {
@@ -739,6 +740,25 @@ mod tests {
             next = t;
         }
         out
+    }
+
+    /// A CDN's `BaseURL` is the first child of `MPD` (schema order: before `Period`), escaped;
+    /// an empty one is refused.
+    #[test]
+    fn base_url_comes_first_and_escaped() {
+        let mut m = fixture();
+        m.base_url = Some("https://cdn.example/cmaf/a&b/".into());
+        let text = render(&m);
+        let doc = roxmltree::Document::parse(&text).expect("well-formed XML");
+        let first = doc
+            .root_element()
+            .children()
+            .find(|n| n.is_element())
+            .unwrap();
+        assert_eq!(first.tag_name().name(), "BaseURL");
+        assert_eq!(first.text(), Some("https://cdn.example/cmaf/a&b/"));
+        m.base_url = Some(String::new());
+        assert!(render_mpd(&m, &mut String::new()).is_err());
     }
 
     #[test]
