@@ -269,3 +269,101 @@ async fn a_protected_stream_plays_only_with_a_token_that_follows_every_request()
     .await;
     assert!(!open_master.contains('~'), "{open_master}");
 }
+
+/// With `cdn.base_url` (given with a trailing slash, which the node drops), the multivariant playlist, the MPD and `/v1/route` point at the CDN,
+/// a protected stream's children keep the token under the CDN's URL, and masters carry no
+/// per-viewer `?sid=` (it would defeat the CDN's request collapsing).
+#[tokio::test]
+async fn behind_a_cdn_urls_are_absolute_and_keep_the_token() {
+    const CDN: &str = "https://cdn.example.com";
+    let node = Node::start(NodeOpts {
+        extra_toml: format!(
+            "[cdn]\nbase_url = \"{CDN}/\"\n[playback]\nprotected_streams = [\"priv-a\"]\n"
+        ),
+        ..NodeOpts::default()
+    })
+    .await;
+    let mut publishers = Vec::new();
+    for stream in [STREAM, "open"] {
+        let key = node.create_key(stream).await;
+        publishers.push(Publisher::ffmpeg(
+            &node.rtmp_url(&key.key),
+            PublishOpts::default(),
+        ));
+    }
+    node.wait_stream_state(STREAM, "ACTIVE", LIVE_DEADLINE)
+        .await;
+    node.wait_stream_state("open", "ACTIVE", LIVE_DEADLINE)
+        .await;
+
+    // An open stream: absolute URLs everywhere, the same for every viewer.
+    let master = wait_until("the open master", MEDIA_DEADLINE, async || {
+        let (s, _, body) = fetch(&node, "/cmaf/open/master.m3u8").await;
+        (s == 200).then_some(body)
+    })
+    .await;
+    for u in uris(&master) {
+        assert!(u.starts_with(&format!("{CDN}/cmaf/open/")), "{u}");
+        assert!(!u.contains("sid="), "{u}");
+    }
+    let media = wait_until("the open media playlist", MEDIA_DEADLINE, async || {
+        let (s, _, body) = fetch(&node, "/cmaf/open/source/index.m3u8").await;
+        (s == 200).then_some(body)
+    })
+    .await;
+    for u in uris(&media) {
+        assert!(u.starts_with(&format!("{CDN}/cmaf/open/")), "{u}");
+    }
+    let mpd = wait_until("the open MPD", MEDIA_DEADLINE, async || {
+        let (s, _, body) = fetch(&node, "/cmaf/open/manifest.mpd").await;
+        (s == 200).then_some(body)
+    })
+    .await;
+    assert!(
+        mpd.contains(&format!("<BaseURL>{CDN}/cmaf/open/</BaseURL>")),
+        "{mpd}"
+    );
+    let resp = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(format!("{}/v1/route/open", node.http_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.headers().get("location").and_then(|v| v.to_str().ok()),
+        Some(format!("{CDN}/cmaf/open/master.m3u8").as_str())
+    );
+
+    // A protected stream: the master's children are the CDN's URLs with the token's directory;
+    // the media playlists below stay relative so that every object inherits it.
+    let created = create_token(&node, STREAM, "10m").await;
+    let token = created["token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        created["urls"]["dash"],
+        format!("{CDN}/cmaf/priv-a/manifest.mpd?token={token}")
+    );
+    let master = wait_until("the protected master", MEDIA_DEADLINE, async || {
+        let (s, _, body) = fetch(&node, &format!("/hls/priv-a/master.m3u8?token={token}")).await;
+        (s == 200).then_some(body)
+    })
+    .await;
+    for u in uris(&master) {
+        assert!(u.starts_with(&format!("{CDN}/hls/priv-a/~{token}/")), "{u}");
+    }
+    let (s, _, media) = fetch(&node, &format!("/hls/priv-a/~{token}/source/index.m3u8")).await;
+    assert_eq!(s, 200, "{media}");
+    for u in uris(&media) {
+        assert!(!u.contains("://") && u.ends_with(".ts"), "{u}");
+    }
+    let mpd = wait_until("the protected MPD", MEDIA_DEADLINE, async || {
+        let (s, _, body) = fetch(&node, &format!("/cmaf/priv-a/manifest.mpd?token={token}")).await;
+        (s == 200).then_some(body)
+    })
+    .await;
+    assert!(
+        mpd.contains(&format!("<BaseURL>{CDN}/cmaf/priv-a/~{token}/</BaseURL>")),
+        "{mpd}"
+    );
+}
