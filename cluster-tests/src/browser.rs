@@ -226,9 +226,22 @@ pub struct Browser {
     _dir: tempfile::TempDir,
 }
 
+/// How [`Browser::launch_with`] starts Chromium. `Default`: as [`Browser::launch`].
+#[derive(Debug, Clone, Default)]
+pub struct LaunchOptions {
+    /// `--ignore-certificate-errors`: accept any server certificate (the node's self-signed
+    /// development certificate in the TLS tests). Chromium still negotiates TLS and ALPN as usual.
+    pub ignore_certificate_errors: bool,
+}
+
 impl Browser {
     /// Starts Chromium ([`chromium_bin`]) and connects to its DevTools endpoint.
     pub async fn launch() -> Result<Browser> {
+        Browser::launch_with(LaunchOptions::default()).await
+    }
+
+    /// [`Browser::launch`] with options.
+    pub async fn launch_with(opts: LaunchOptions) -> Result<Browser> {
         let dir = tempfile::Builder::new()
             .prefix("hivecast-chromium-")
             .tempdir()
@@ -238,7 +251,11 @@ impl Browser {
         let stderr_path = dir.path().join("chromium.stderr");
         let stderr = File::create(&stderr_path).context("create chromium.stderr")?;
         let bin = chromium_bin();
-        let mut child = Command::new(&bin)
+        let mut cmd = Command::new(&bin);
+        if opts.ignore_certificate_errors {
+            cmd.arg("--ignore-certificate-errors");
+        }
+        let mut child = cmd
             .args([
                 "--headless",
                 "--no-sandbox",

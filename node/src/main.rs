@@ -1,7 +1,8 @@
 //! hivecast: one node of a live video streaming cluster.
 //!
 //! Layout: `cli` (commands), `config` (figment), `storage` (redb: keys, streams, audit; the
-//! single-node registry), `keys`, `app` (shared state, stream manager), `listen/` (RTMP),
+//! single-node registry), `keys`, `app` (shared state, stream manager), `listen/` (RTMP, and
+//! TLS: HTTPS and RTMPS),
 //! `http/` (API, playback, WebSocket). This crate alone knows URLs, JSON and config files.
 
 mod analytics;
@@ -69,6 +70,25 @@ async fn run(config: Option<std::path::PathBuf>) -> anyhow::Result<()> {
     let http = TcpListener::bind(cfg.http.listen)
         .await
         .with_context(|| format!("binding HTTP on {}", cfg.http.listen))?;
+    // `[tls]`: HTTPS (HTTP/2 + HTTP/1.1) and RTMPS beside the plain listeners.
+    let tls = if cfg.tls.enabled() {
+        let tls = listen::tls::Tls::setup(&cfg.tls, &cfg.node.data_dir)
+            .context("setting up TLS ([tls])")?;
+        let https = TcpListener::bind(cfg.tls.https_listen)
+            .await
+            .with_context(|| format!("binding HTTPS on {}", cfg.tls.https_listen))?;
+        let rtmps = TcpListener::bind(cfg.tls.rtmps_listen)
+            .await
+            .with_context(|| format!("binding RTMPS on {}", cfg.tls.rtmps_listen))?;
+        Some((tls, https, rtmps))
+    } else {
+        if cfg.tls.admin_https_only {
+            tracing::warn!(
+                "tls.admin_https_only is on but TLS is off: the admin API refuses every request"
+            );
+        }
+        None
+    };
 
     let app = Arc::new(App {
         config: cfg.clone(),
@@ -89,7 +109,17 @@ async fn run(config: Option<std::path::PathBuf>) -> anyhow::Result<()> {
         playback: tokens::PlaybackTokens::load(&cfg.playback.token_secret, &cfg.node.data_dir)?,
     });
     tokio::spawn(analytics::Analytics::run(app.clone()));
-    tokio::spawn(listen::rtmp::serve(app.clone(), rtmp));
+    let (tls_store, https_listener, rtmps) = match tls {
+        Some((tls, https, rtmps)) => (
+            Some(tls.store),
+            Some(listen::tls::TlsListener::spawn(https, tls.https)?),
+            Some((rtmps, tls.rtmps)),
+        ),
+        None => (None, None, None),
+    };
+    tokio::spawn(listen::rtmp::serve(app.clone(), rtmp, rtmps));
+    // SIGHUP reloads the certificate (and never stops the node, TLS or not).
+    tokio::spawn(listen::tls::watch_reloads(tls_store));
     tokio::spawn(app.clone().sweep_ended());
     tokio::spawn(app.clone().report_load());
     tokio::spawn(app.clone().fence_superseded());
@@ -118,17 +148,36 @@ async fn run(config: Option<std::path::PathBuf>) -> anyhow::Result<()> {
             }
         });
     }
-    info!(rtmp = %cfg.rtmp.listen, http = %cfg.http.listen, node = %cfg.node.id, "hivecast node ready");
+    if cfg.tls.enabled() {
+        info!(rtmp = %cfg.rtmp.listen, http = %cfg.http.listen, https = %cfg.tls.https_listen,
+            rtmps = %cfg.tls.rtmps_listen, node = %cfg.node.id, "hivecast node ready");
+    } else {
+        info!(rtmp = %cfg.rtmp.listen, http = %cfg.http.listen, node = %cfg.node.id, "hivecast node ready");
+    }
     // Viewer connections: TCP_NODELAY, and sealed segments sent with sendfile (http::zerocopy).
     hivecast_actors::store::sealed::set_enabled(cfg.http.zero_copy);
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    // One stop signal for both HTTP servers.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
+    let router = http::router(app.clone());
+    let mut https = https_listener
+        .map(|l| tokio::spawn(listen::tls::serve_https(l, router.clone(), stopped())));
+    // tls.admin_https_only: credentials are refused on the plain port only.
+    let plain = if cfg.tls.admin_https_only {
+        router.layer(axum::middleware::from_fn(listen::tls::https_only))
+    } else {
+        router
+    };
     let server = axum::serve(
         http::zerocopy::ViewerListener(http),
-        http::router(app.clone()).into_make_service_with_connect_info::<http::zerocopy::PeerAddr>(),
+        plain.into_make_service_with_connect_info::<http::zerocopy::PeerAddr>(),
     )
-    .with_graceful_shutdown(async move {
-        let _ = stop_rx.await;
-    });
+    .with_graceful_shutdown(stopped());
     let mut server = std::pin::pin!(std::future::IntoFuture::into_future(server));
     tokio::select! {
         r = &mut server => r?,
@@ -139,8 +188,14 @@ async fn run(config: Option<std::path::PathBuf>) -> anyhow::Result<()> {
             let started = std::time::Instant::now();
             let (ended, left) = app.end_all(std::time::Duration::from_secs(3)).await;
             info!(ended, left, "shutting down: live streams ended");
-            let _ = stop_tx.send(());
-            let _ = tokio::time::timeout(std::time::Duration::from_millis(500), &mut server).await;
+            let _ = stop_tx.send(true);
+            let _ = tokio::time::timeout(std::time::Duration::from_millis(500), async {
+                let _ = (&mut server).await;
+                if let Some(https) = https.as_mut() {
+                    let _ = https.await;
+                }
+            })
+            .await;
             info!(ms = started.elapsed().as_millis() as u64, "listeners closed");
         }
     }

@@ -1,3 +1,4 @@
 //! Listeners: the only code that reads sockets.
 
 pub mod rtmp;
+pub mod tls;

@@ -2,10 +2,14 @@
 //! [`ServerConnection`](hivecast_proto::rtmp::ServerConnection): read bytes, feed them in,
 //! handle the events (key check, stream start, frames to the ingest), write what it wants sent.
 //!
+//! RTMPS (`tls.rtmps_listen`, when `[tls]` is on) is the same session over a TLS stream
+//! (`rtmps://HOST:1936/live/{key}`); both ports share every limit below.
+//!
 //! Limits: a connection semaphore (`max_connections`); at most `max_streams` accepted publishes
 //! at once ([`StreamSlots`]: a publish beyond it is denied before the stream is claimed); the
-//! handshake and publish must complete within `handshake_timeout_ms`; a silent peer is dropped
-//! after `idle_timeout_ms`; chunk and message sizes are capped by the session's `RtmpLimits`.
+//! TLS handshake (RTMPS), the RTMP handshake and the publish must complete within
+//! `handshake_timeout_ms`, counted from the TCP accept; a silent peer is dropped after
+//! `idle_timeout_ms`; chunk and message sizes are capped by the session's `RtmpLimits`.
 //! Frames go to the ingest through a bounded channel; when it is full this task waits, which
 //! pushes back on the encoder through TCP.
 
@@ -18,10 +22,11 @@ use bytes::BytesMut;
 use hivecast_actors::registry::RegistryError;
 use hivecast_actors::stream::ingest::{IngestInput, SourceMetadata};
 use hivecast_proto::rtmp::{RtmpEvent, RtmpLimits, ServerConnection};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::app::App;
@@ -29,10 +34,47 @@ use crate::app::App;
 /// The RTMP application name publishers use: `rtmp://HOST:1935/live/{key}`.
 pub const APP_NAME: &str = "live";
 
-/// Accept connections forever.
-pub async fn serve(app: Arc<App>, listener: TcpListener) {
-    let permits = Arc::new(Semaphore::new(app.config.rtmp.max_connections.max(1)));
-    let slots = StreamSlots::new(app.config.rtmp.max_streams);
+/// Accepts RTMP connections on `listener`, and RTMPS ones on `rtmps` when TLS is on, forever.
+///
+/// Both ports share one connection semaphore (`rtmp.max_connections`) and one set of
+/// [`StreamSlots`] (`rtmp.max_streams`): the limits are the node's, not each port's.
+pub async fn serve(
+    app: Arc<App>,
+    listener: TcpListener,
+    rtmps: Option<(TcpListener, TlsAcceptor)>,
+) {
+    let limits = Limits {
+        permits: Arc::new(Semaphore::new(app.config.rtmp.max_connections.max(1))),
+        slots: StreamSlots::new(app.config.rtmp.max_streams),
+    };
+    if let Some((tls_listener, acceptor)) = rtmps {
+        tokio::spawn(accept_loop(
+            app.clone(),
+            tls_listener,
+            Some(acceptor),
+            limits.clone(),
+        ));
+    }
+    accept_loop(app, listener, None, limits).await;
+}
+
+/// The limits both listeners share.
+#[derive(Clone)]
+struct Limits {
+    /// One permit per open connection, plain or TLS.
+    permits: Arc<Semaphore>,
+    /// One slot per accepted publish.
+    slots: StreamSlots,
+}
+
+/// Accepts connections on one port; `tls`: each is wrapped in TLS (RTMPS) before RTMP starts.
+async fn accept_loop(
+    app: Arc<App>,
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    limits: Limits,
+) {
+    let scheme = if tls.is_some() { "rtmps" } else { "rtmp" };
     let mut backoff = Duration::from_millis(5);
     loop {
         let (sock, peer) = match listener.accept().await {
@@ -42,22 +84,37 @@ pub async fn serve(app: Arc<App>, listener: TcpListener) {
             }
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.
-                warn!(error = %e, "rtmp accept failed");
+                warn!(error = %e, scheme, "rtmp accept failed");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(1));
                 continue;
             }
         };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            warn!(%peer, "rtmp: too many connections, refusing");
+        let accepted = Instant::now();
+        let Ok(permit) = limits.permits.clone().try_acquire_owned() else {
+            warn!(%peer, scheme, "rtmp: too many connections, refusing");
             continue;
         };
-        let (app, slots) = (app.clone(), slots.clone());
-        let span = info_span!("rtmp", %peer);
+        let _ = sock.set_nodelay(true);
+        let (app, slots, tls) = (app.clone(), limits.slots.clone(), tls.clone());
+        let span = info_span!("rtmp", %peer, tls = tls.is_some());
         tokio::spawn(
             async move {
                 let _permit = permit;
-                match Connection::new(app, peer, slots).run(sock).await {
+                let conn = Connection::new(app, peer, slots);
+                let result = match tls {
+                    None => conn.run(sock, accepted).await,
+                    Some(acceptor) => {
+                        // The TLS handshake counts against the RTMP handshake deadline.
+                        let deadline = accepted + conn.handshake_timeout();
+                        match tokio::time::timeout_at(deadline, acceptor.accept(sock)).await {
+                            Ok(Ok(stream)) => conn.run(stream, accepted).await,
+                            Ok(Err(e)) => Err(format!("TLS handshake: {e}")),
+                            Err(_) => Err("TLS handshake not completed in time".to_owned()),
+                        }
+                    }
+                };
+                match result {
                     Ok(()) => debug!("connection closed"),
                     Err(e) => info!(reason = %e, "connection dropped"),
                 }
@@ -160,10 +217,18 @@ impl Connection {
         }
     }
 
-    async fn run(mut self, mut sock: TcpStream) -> Result<(), String> {
-        let _ = sock.set_nodelay(true);
-        let handshake_deadline =
-            Instant::now() + Duration::from_millis(self.app.config.rtmp.handshake_timeout_ms);
+    /// `rtmp.handshake_timeout_ms`: from accept to an accepted publish (TLS included).
+    fn handshake_timeout(&self) -> Duration {
+        Duration::from_millis(self.app.config.rtmp.handshake_timeout_ms)
+    }
+
+    /// Drives the session over `sock` (TCP, or TLS for RTMPS) until it ends; `accepted`: when the
+    /// TCP connection was accepted, the start of the handshake deadline.
+    async fn run<S>(mut self, mut sock: S, accepted: Instant) -> Result<(), String>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
+        let handshake_deadline = accepted + self.handshake_timeout();
         let idle = Duration::from_millis(self.app.config.rtmp.idle_timeout_ms);
         let mut buf = vec![0u8; 64 * 1024];
         let mut out = BytesMut::with_capacity(16 * 1024);
@@ -218,10 +283,15 @@ impl Connection {
         result
     }
 
-    async fn flush(&mut self, sock: &mut TcpStream, out: &mut BytesMut) -> std::io::Result<()> {
+    async fn flush<S>(&mut self, sock: &mut S, out: &mut BytesMut) -> std::io::Result<()>
+    where
+        S: AsyncWrite + Unpin,
+    {
         while self.session.poll_transmit(out) {}
         if !out.is_empty() {
             sock.write_all(out).await?;
+            // TLS buffers records until flushed (a no-op on TCP).
+            sock.flush().await?;
             out.clear();
         }
         Ok(())
