@@ -94,6 +94,30 @@ pub struct RtmpSection {
     /// so the publisher can go to another node. A slot is freed when its publish ends: the
     /// publisher unpublishes or its connection closes, whatever closed it.
     pub max_streams: usize,
+    /// Concurrent RTMP/RTMPS connections from one address (0: no limit); beyond, a new one is
+    /// closed at once.
+    #[serde(default = "default_per_address")]
+    pub max_connections_per_address: usize,
+    /// Failed publishes (unknown or revoked keys) one address may make per minute before each
+    /// further failure is answered only after `auth_failure_delay_ms` and audited in aggregate
+    /// (0: no limit). A right key is never delayed.
+    #[serde(default = "default_auth_failures")]
+    pub auth_failures_per_minute: u32,
+    /// See `auth_failures_per_minute`.
+    #[serde(default = "default_auth_delay")]
+    pub auth_failure_delay_ms: u64,
+}
+
+fn default_per_address() -> usize {
+    50
+}
+
+fn default_auth_failures() -> u32 {
+    10
+}
+
+fn default_auth_delay() -> u64 {
+    1000
 }
 
 /// `[http]`
@@ -699,7 +723,10 @@ mod tests {
         }
         std::fs::write(&f, "[cdn]\nbase_url = \"https://cdn.example.com/live/\"\n").unwrap();
         let c = Config::load(Some(&f)).unwrap();
-        assert_eq!(c.url_base().as_deref(), Some("https://cdn.example.com/live"));
+        assert_eq!(
+            c.url_base().as_deref(),
+            Some("https://cdn.example.com/live")
+        );
         assert!(!c.session_in_urls(), "off by default behind a CDN");
         std::fs::write(
             &f,

@@ -14,6 +14,7 @@ mod http;
 mod keys;
 mod listen;
 mod storage;
+mod throttle;
 mod tokens;
 
 use std::collections::HashMap;

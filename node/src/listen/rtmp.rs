@@ -30,6 +30,7 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::app::App;
+use crate::throttle::{AddressLedger, LogEvery};
 
 /// The RTMP application name publishers use: `rtmp://HOST:1935/live/{key}`.
 pub const APP_NAME: &str = "live";
@@ -43,10 +44,17 @@ pub async fn serve(
     listener: TcpListener,
     rtmps: Option<(TcpListener, TlsAcceptor)>,
 ) {
+    let rtmp = &app.config.rtmp;
     let limits = Limits {
-        permits: Arc::new(Semaphore::new(app.config.rtmp.max_connections.max(1))),
-        slots: StreamSlots::new(app.config.rtmp.max_streams),
+        permits: Arc::new(Semaphore::new(rtmp.max_connections.max(1))),
+        slots: StreamSlots::new(rtmp.max_streams),
+        ledger: AddressLedger::new(
+            rtmp.max_connections_per_address,
+            rtmp.auth_failures_per_minute,
+            Duration::from_millis(rtmp.auth_failure_delay_ms),
+        ),
     };
+    tokio::spawn(report_failures(app.clone(), limits.ledger.clone()));
     if let Some((tls_listener, acceptor)) = rtmps {
         tokio::spawn(accept_loop(
             app.clone(),
@@ -65,6 +73,33 @@ struct Limits {
     permits: Arc<Semaphore>,
     /// One slot per accepted publish.
     slots: StreamSlots,
+    /// Per-address connection caps and failed-publish throttling.
+    ledger: Arc<AddressLedger>,
+}
+
+/// How often failed publishes not audited one by one are written in aggregate.
+const SUMMARY_EVERY: Duration = Duration::from_secs(5);
+
+/// Write the aggregated failed-publish rows (one per address and period) and say so once.
+async fn report_failures(app: Arc<App>, ledger: Arc<AddressLedger>) {
+    let mut tick = tokio::time::interval(SUMMARY_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        for s in ledger.drain_summaries() {
+            let detail = format!(
+                "{} publish attempts with unknown or revoked keys in the last {} s (throttled: audited in aggregate)",
+                s.count, s.over_s
+            );
+            warn!(addr = %s.addr, count = s.count, "rtmp: repeated publishes with bad keys, throttled");
+            app.storage.audit(
+                "",
+                "publish_rejected_aggregate",
+                &detail,
+                Some(s.addr.to_string()),
+            );
+        }
+    }
 }
 
 /// Accepts connections on one port; `tls`: each is wrapped in TLS (RTMPS) before RTMP starts.
@@ -75,6 +110,7 @@ async fn accept_loop(
     limits: Limits,
 ) {
     let scheme = if tls.is_some() { "rtmps" } else { "rtmp" };
+    let refusals = LogEvery::new(Duration::from_secs(10));
     let mut backoff = Duration::from_millis(5);
     loop {
         let (sock, peer) = match listener.accept().await {
@@ -95,13 +131,21 @@ async fn accept_loop(
             warn!(%peer, scheme, "rtmp: too many connections, refusing");
             continue;
         };
+        let Some(addr_slot) = limits.ledger.connect(peer.ip()) else {
+            if refusals.allow() {
+                warn!(%peer, scheme, limit = app.config.rtmp.max_connections_per_address,
+                    "rtmp: too many connections from one address, refusing (logged once per 10 s)");
+            }
+            continue;
+        };
         let _ = sock.set_nodelay(true);
         let (app, slots, tls) = (app.clone(), limits.slots.clone(), tls.clone());
+        let ledger = limits.ledger.clone();
         let span = info_span!("rtmp", %peer, tls = tls.is_some());
         tokio::spawn(
             async move {
-                let _permit = permit;
-                let conn = Connection::new(app, peer, slots);
+                let _permit = (permit, addr_slot);
+                let conn = Connection::new(app, peer, slots, ledger);
                 let result = match tls {
                     None => conn.run(sock, accepted).await,
                     Some(acceptor) => {
@@ -189,6 +233,8 @@ struct Connection {
     session: ServerConnection,
     /// The node's stream slots, one taken per accepted publish.
     slots: StreamSlots,
+    /// Per-address failed-publish accounting.
+    ledger: Arc<AddressLedger>,
     /// Set once publishing.
     ingest: Option<Publishing>,
     stream: Option<String>,
@@ -199,7 +245,12 @@ struct Connection {
 }
 
 impl Connection {
-    fn new(app: Arc<App>, peer: SocketAddr, slots: StreamSlots) -> Self {
+    fn new(
+        app: Arc<App>,
+        peer: SocketAddr,
+        slots: StreamSlots,
+        ledger: Arc<AddressLedger>,
+    ) -> Self {
         let limits = RtmpLimits {
             max_chunk_size: app.config.rtmp.max_chunk_size,
             max_message_len: app.config.rtmp.max_message_len,
@@ -210,6 +261,7 @@ impl Connection {
             peer,
             session: ServerConnection::new(limits),
             slots,
+            ledger,
             ingest: None,
             stream: None,
             closing: false,
@@ -268,7 +320,8 @@ impl Connection {
         // stream slot goes with it.
         self.ingest = None;
         let _ = sock.shutdown().await;
-        if self.connected {
+        // An address over its failed-publish limit is audited in aggregate only.
+        if self.connected && !self.ledger.is_noisy(self.peer.ip()) {
             let why = match &result {
                 Ok(()) => "closed".to_owned(),
                 Err(e) => e.clone(),
@@ -305,12 +358,14 @@ impl Connection {
                         self.session.accept(request_id).map_err(|e| e.to_string())?;
                         if !self.connected {
                             self.connected = true;
-                            self.app.storage.audit(
-                                "",
-                                "connect",
-                                &format!("RTMP connect to /{APP_NAME}"),
-                                Some(self.peer.to_string()),
-                            );
+                            if !self.ledger.is_noisy(self.peer.ip()) {
+                                self.app.storage.audit(
+                                    "",
+                                    "connect",
+                                    &format!("RTMP connect to /{APP_NAME}"),
+                                    Some(self.peer.to_string()),
+                                );
+                            }
                         }
                     } else {
                         self.session
@@ -390,12 +445,19 @@ impl Connection {
         let stream = match self.app.registry.check_key(key) {
             Some(s) => s,
             None => {
-                self.app.storage.audit(
-                    "",
-                    "publish_rejected",
-                    "unknown or revoked stream key",
-                    remote,
-                );
+                let failure = self.ledger.failed(self.peer.ip());
+                if failure.audit {
+                    self.app.storage.audit(
+                        "",
+                        "publish_rejected",
+                        "unknown or revoked stream key",
+                        remote,
+                    );
+                }
+                // Past the address's limit: answer slowly (a guesser gets one try per delay).
+                if !failure.delay.is_zero() {
+                    tokio::time::sleep(failure.delay).await;
+                }
                 self.session
                     .reject(request_id, "invalid stream key")
                     .map_err(|e| e.to_string())?;
