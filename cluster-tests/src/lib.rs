@@ -23,6 +23,8 @@
 //! binding `127.0.0.1:0`, so tests can run in parallel; every wait has a deadline.
 
 pub mod browser;
+pub mod delay;
+pub mod edge;
 pub mod load;
 
 use std::collections::{BTreeMap, HashSet};

@@ -59,6 +59,28 @@ pub struct Answer {
     pub gzip: bool,
     /// When the last byte of the answer was read (before any decoding or parsing by the caller).
     pub at: Option<std::time::Instant>,
+    /// When the head was complete (the first body bytes arrive with it or right after).
+    pub head_at: Option<std::time::Instant>,
+    /// `X-Cache-Status` of a caching proxy (`HIT`, `MISS`, ...; see [`cache_status`]), if sent.
+    pub cache: Option<&'static str>,
+}
+
+/// The `X-Cache-Status` values nginx's `$upstream_cache_status` takes, interned so that a
+/// viewer stores no string per request; anything else is `OTHER`.
+pub fn cache_status(value: &[u8]) -> &'static str {
+    const KNOWN: [&str; 7] = [
+        "HIT",
+        "MISS",
+        "EXPIRED",
+        "STALE",
+        "UPDATING",
+        "REVALIDATED",
+        "BYPASS",
+    ];
+    KNOWN
+        .into_iter()
+        .find(|k| value.eq_ignore_ascii_case(k.as_bytes()))
+        .unwrap_or("OTHER")
 }
 
 /// One keep-alive connection to one server.
@@ -149,7 +171,7 @@ impl Conn {
             .map_err(|_| FetchError::Closed)?;
 
         // The head.
-        let (status, body_len, gzip, close, head_len, chunked) = loop {
+        let (status, body_len, gzip, close, head_len, chunked, cache) = loop {
             let mut headers = [httparse::EMPTY_HEADER; 32];
             let mut resp = httparse::Response::new(&mut headers);
             match resp.parse(&self.buf[self.start..self.end]) {
@@ -158,6 +180,7 @@ impl Conn {
                     let mut gzip = false;
                     let mut close = false;
                     let mut chunked = false;
+                    let mut cache = None;
                     for h in resp.headers.iter() {
                         if h.name.eq_ignore_ascii_case("content-length") {
                             len = std::str::from_utf8(h.value)
@@ -172,6 +195,8 @@ impl Conn {
                             if !chunked {
                                 return Err(FetchError::Protocol);
                             }
+                        } else if h.name.eq_ignore_ascii_case("x-cache-status") {
+                            cache = Some(cache_status(h.value));
                         }
                     }
                     let status = resp.code.unwrap_or(0);
@@ -181,7 +206,7 @@ impl Conn {
                         (None, 304, _) => 0,
                         (None, _, _) => return Err(FetchError::Protocol),
                     };
-                    break (status, len, gzip, close, n, chunked);
+                    break (status, len, gzip, close, n, chunked, cache);
                 }
                 Ok(httparse::Status::Partial) => {
                     if self.end - self.start >= MAX_HEAD {
@@ -193,6 +218,7 @@ impl Conn {
             }
         };
         self.start += head_len;
+        let head_at = Some(std::time::Instant::now());
 
         // The body.
         let keep = keep_body || status != 200;
@@ -234,6 +260,8 @@ impl Conn {
             len: body_len,
             gzip,
             at: Some(std::time::Instant::now()),
+            head_at,
+            cache,
         })
     }
 

@@ -11,12 +11,17 @@
 //! - keeps a buffer that fills with the media it fetched and drains in real time once the first
 //!   segment (or part) is in; a stall is the buffer running dry after that start.
 //!
-//! Measured per viewer and merged: fetch time per object kind, startup (first request -> first
-//! whole segment or part), stalls, errors by kind, media age (received - the wall-clock end of
-//! the media, from `EXT-X-PROGRAM-DATE-TIME`, after the start-up fetches; for LL-HLS parts this
-//! is the part latency a player sees), and for blocking reloads the wake-up spread:
-//! each answer's arrival minus the first arrival of the same playlist version, counting only
-//! requests that were already waiting when that first answer arrived.
+//! Media URIs may be absolute (`http://cdn.example/cmaf/...`, a node behind a CDN): the viewer
+//! fetches their path from the server it targets, and counts those whose authority is not the
+//! one it sends as `Host` (`urls_from_other_authority`).
+//!
+//! Measured per viewer and merged: fetch time per object kind (and, behind a cache that sends
+//! `X-Cache-Status`, split into hits and misses), startup (first request -> first whole segment
+//! or part, and -> the head of the first media answer), stalls, errors by kind, media age
+//! (received - the wall-clock end of the media, from `EXT-X-PROGRAM-DATE-TIME`, after the
+//! start-up fetches; for LL-HLS parts this is the part latency a player sees), and for blocking
+//! reloads the wake-up spread: each answer's arrival minus the first arrival of the same playlist
+//! version, counting only requests that were already waiting when that first answer arrived.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -171,12 +176,26 @@ struct ViewerStats {
     /// (playlist version, sent, received) of blocking reloads.
     wakes: Vec<(u64, Instant, Instant)>,
     connects: u64,
+    /// First request -> head of the first media answer.
+    first_byte_ms: Option<f32>,
+    /// Fetch times by (object kind, `X-Cache-Status`), when a cache in between sends it.
+    cache_ms: HashMap<(usize, &'static str), Vec<f32>>,
+    /// Absolute URIs whose authority is not the `Host` this viewer sends.
+    foreign_urls: u64,
 }
 
 fn wall_ms() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+}
+
+/// The authority of an absolute `http(s)://` URI.
+fn authority(uri: &str) -> Option<&str> {
+    let rest = uri
+        .strip_prefix("http://")
+        .or_else(|| uri.strip_prefix("https://"))?;
+    Some(rest.split(['/', '?']).next().unwrap_or(rest))
 }
 
 /// `uri` resolved against the directory of `base` (a path), as an absolute path.
@@ -210,6 +229,14 @@ struct Viewer {
 }
 
 impl Viewer {
+    /// [`resolve`], counting absolute URIs that name another server than the one targeted.
+    fn resolve(&mut self, base: &str, uri: &str) -> String {
+        if authority(uri).is_some_and(|a| a != self.cfg.host) {
+            self.stats.foreign_urls += 1;
+        }
+        resolve(base, uri)
+    }
+
     fn headers(&self, playlist: bool) -> String {
         let mut h = String::new();
         if playlist && self.cfg.gzip {
@@ -237,7 +264,15 @@ impl Viewer {
             .await
         {
             Ok(a) => {
-                self.stats.fetch_ms[kind as usize].push(sent.elapsed().as_secs_f32() * 1000.0);
+                let ms = sent.elapsed().as_secs_f32() * 1000.0;
+                self.stats.fetch_ms[kind as usize].push(ms);
+                if let Some(c) = a.cache {
+                    self.stats
+                        .cache_ms
+                        .entry((kind as usize, c))
+                        .or_default()
+                        .push(ms);
+                }
                 self.stats.bytes += a.len as u64;
                 Ok(a)
             }
@@ -267,10 +302,12 @@ impl Viewer {
         duration: f64,
         end_wall_ms: Option<f64>,
     ) -> Result<(), FetchError> {
-        self.fetch(kind, path, false).await?;
+        let a = self.fetch(kind, path, false).await?;
         let now = Instant::now();
         if self.stats.startup_ms.is_none() {
             self.stats.startup_ms = Some((now - self.t0).as_secs_f32() * 1000.0);
+            let head = a.head_at.unwrap_or(now);
+            self.stats.first_byte_ms = Some((head - self.t0).as_secs_f32() * 1000.0);
         }
         self.play.on_media(now, duration);
         if let Some(end) = end_wall_ms.filter(|_| self.steady) {
@@ -305,7 +342,8 @@ impl Viewer {
             match chosen {
                 Some(v) => {
                     self.bitrate_kbps = v.bandwidth / 1000;
-                    return Some(resolve(&master, &v.uri));
+                    let uri = v.uri.clone();
+                    return Some(self.resolve(&master, &uri));
                 }
                 None => {
                     *self.stats.errors.entry("no_variant".into()).or_default() += 1;
@@ -338,7 +376,7 @@ impl Viewer {
                 if Instant::now() >= self.end {
                     break;
                 }
-                let uri = resolve(&path, &seg.uri);
+                let uri = self.resolve(&path, &seg.uri);
                 if self
                     .fetch_media(Kind::Segment, &uri, seg.duration, seg.end_wall_ms)
                     .await
@@ -375,7 +413,7 @@ impl Viewer {
             }
         };
         if let Some(map) = p.map.clone() {
-            let uri = resolve(&path, &map);
+            let uri = self.resolve(&path, &map);
             while self.fetch(Kind::Init, &uri, false).await.is_err() {
                 if Instant::now() >= self.end {
                     return;
@@ -398,7 +436,7 @@ impl Viewer {
                 if Instant::now() >= self.end {
                     return;
                 }
-                let uri = resolve(&path, &part.uri);
+                let uri = self.resolve(&path, &part.uri);
                 if self
                     .fetch_media(Kind::Part, &uri, part.duration, part.end_wall_ms)
                     .await
@@ -536,7 +574,15 @@ fn merge(cfg: &LoadConfig, all: Vec<ViewerStats>, elapsed: f64) -> LoadReport {
         }
     }
     let mut wake = Vec::new();
+    let mut first_byte = Vec::new();
+    let mut foreign = 0u64;
+    let mut cache_ms: BTreeMap<(usize, &'static str), Vec<f32>> = BTreeMap::new();
     for s in all {
+        first_byte.extend(s.first_byte_ms);
+        foreign += s.foreign_urls;
+        for (k, v) in s.cache_ms {
+            cache_ms.entry(k).or_default().extend(v);
+        }
         for (i, v) in s.fetch_ms.into_iter().enumerate() {
             fetch[i].extend(v);
         }
@@ -570,7 +616,7 @@ fn merge(cfg: &LoadConfig, all: Vec<ViewerStats>, elapsed: f64) -> LoadReport {
             fetch_json.insert(KINDS[i].to_owned(), summary(v));
         }
     }
-    let json = json!({
+    let mut json = json!({
         "mode": cfg.mode,
         "viewers": cfg.viewers,
         "duration_s": (elapsed * 10.0).round() / 10.0,
@@ -582,6 +628,7 @@ fn merge(cfg: &LoadConfig, all: Vec<ViewerStats>, elapsed: f64) -> LoadReport {
         "tcp_connects": connects,
         "fetch_ms": fetch_json,
         "startup_ms": summary(startup),
+        "startup_first_byte_ms": summary(first_byte),
         "viewers_never_started": never,
         "viewers_with_stall": with_stall,
         "stall_share": with_stall as f64 / cfg.viewers.max(1) as f64,
@@ -589,7 +636,11 @@ fn merge(cfg: &LoadConfig, all: Vec<ViewerStats>, elapsed: f64) -> LoadReport {
         "media_age_ms": summary(latency),
         "blocking_wake_spread_ms": summary(wake),
         "errors": errors,
+        "urls_from_other_authority": foreign,
     });
+    if !cache_ms.is_empty() {
+        json["fetch_ms_by_cache"] = by_cache(cache_ms);
+    }
     LoadReport {
         json,
         requests,
@@ -597,6 +648,39 @@ fn merge(cfg: &LoadConfig, all: Vec<ViewerStats>, elapsed: f64) -> LoadReport {
         viewers_with_stall: with_stall,
         viewers_never_started: never,
     }
+}
+
+/// Whether an `X-Cache-Status` means the answer came from the cache's copy (a hit, possibly
+/// stale or just revalidated) rather than from an origin request made for it.
+pub fn is_cache_hit(status: &str) -> bool {
+    matches!(status, "HIT" | "STALE" | "UPDATING" | "REVALIDATED")
+}
+
+/// `{kind: {"hit": summary, "miss": summary, "statuses": {STATUS: count}}}`.
+fn by_cache(cache_ms: BTreeMap<(usize, &'static str), Vec<f32>>) -> Value {
+    let mut out = serde_json::Map::new();
+    for (i, kind) in KINDS.iter().enumerate() {
+        let (mut hit, mut miss) = (Vec::new(), Vec::new());
+        let mut statuses = serde_json::Map::new();
+        for ((k, status), v) in &cache_ms {
+            if *k != i {
+                continue;
+            }
+            statuses.insert((*status).to_owned(), json!(v.len()));
+            if is_cache_hit(status) {
+                hit.extend_from_slice(v);
+            } else {
+                miss.extend_from_slice(v);
+            }
+        }
+        if !statuses.is_empty() {
+            out.insert(
+                (*kind).to_owned(),
+                json!({"hit": summary(hit), "miss": summary(miss), "statuses": statuses}),
+            );
+        }
+    }
+    Value::Object(out)
 }
 
 #[cfg(test)]
@@ -636,5 +720,31 @@ mod tests {
             "/x/y.ts"
         );
         assert_eq!(resolve("/a/b.m3u8", "/z.ts"), "/z.ts");
+        assert_eq!(
+            resolve(
+                "/cmaf/s/source/index.m3u8",
+                "http://127.0.0.1:8090/cmaf/s/source/3-7.1.m4s"
+            ),
+            "/cmaf/s/source/3-7.1.m4s"
+        );
+        assert_eq!(
+            authority("http://127.0.0.1:8090/cmaf/s/source/index.m3u8"),
+            Some("127.0.0.1:8090")
+        );
+        assert_eq!(authority("https://cdn.example?x"), Some("cdn.example"));
+        assert_eq!(authority("3-7.1.m4s"), None);
+    }
+
+    #[test]
+    fn cache_statuses_split_into_hits_and_misses() {
+        let mut m = BTreeMap::new();
+        m.insert((Kind::Part as usize, "HIT"), vec![1.0, 2.0]);
+        m.insert((Kind::Part as usize, "UPDATING"), vec![3.0]);
+        m.insert((Kind::Part as usize, "MISS"), vec![80.0]);
+        let j = by_cache(m);
+        assert_eq!(j["part"]["hit"]["count"], 3);
+        assert_eq!(j["part"]["miss"]["count"], 1);
+        assert_eq!(j["part"]["statuses"]["UPDATING"], 1);
+        assert!(j.get("segment").is_none());
     }
 }
