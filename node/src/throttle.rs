@@ -96,11 +96,7 @@ impl AddressLedger {
     }
 
     /// The entry of `addr`, created if there is room (expired entries are swept first).
-    fn entry<'a>(
-        map: &'a mut HashMap<IpAddr, Entry>,
-        addr: IpAddr,
-        now: Instant,
-    ) -> Option<&'a mut Entry> {
+    fn entry(map: &mut HashMap<IpAddr, Entry>, addr: IpAddr, now: Instant) -> Option<&mut Entry> {
         if !map.contains_key(&addr) {
             if map.len() >= MAX_TRACKED {
                 map.retain(|_, e| e.connections > 0 || now.duration_since(e.window_start) < WINDOW);
