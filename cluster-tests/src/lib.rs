@@ -242,6 +242,9 @@ pub struct NodeOpts {
     /// merged over the embedded default by figment, which replaces arrays: a `[[transcode.ladder]]`
     /// given here replaces the default ladder, it is not appended to it.
     pub extra_toml: String,
+    /// Extra keys of the `[http]` section (TOML allows a table only once, and the harness writes
+    /// `[http]` itself), e.g. `"header_read_timeout_ms = 1500\n"`.
+    pub http_toml: String,
     /// `node.region`.
     pub region: String,
     /// The `[cluster]` section, when this node is part of a test cluster.
@@ -276,6 +279,7 @@ impl Default for NodeOpts {
             media_timeout_ms: 5000,
             ended_retention_ms: 30000,
             extra_toml: String::new(),
+            http_toml: String::new(),
             region: "local".into(),
             cluster: None,
         }
@@ -489,7 +493,7 @@ impl Node {
              [node]\nid = {id}\ndata_dir = {data}\nregion = {region}\n\n\
              [rtmp]\nlisten = \"127.0.0.1:{rtmp}\"\nhandshake_timeout_ms = {hs}\nidle_timeout_ms = {idle}\n\
              max_streams = {max_streams}\nmax_chunk_size = 65536\nmax_message_len = 8388608\n\n\
-             [http]\nlisten = \"127.0.0.1:{http}\"\n\n\
+             [http]\nlisten = \"127.0.0.1:{http}\"\n{http_extra}\n\
              [auth]\nadmin_token = {token}\n\n\
              [media]\nsegment_target_ms = {seg}\npart_target_ms = {part}\nwindow_segments = {win}\n\
              media_timeout_ms = {mt}\nended_retention_ms = {er}\n\n\
@@ -503,6 +507,7 @@ impl Node {
             idle = o.idle_timeout_ms,
             max_streams = o.max_streams,
             http = self.http_port,
+            http_extra = o.http_toml,
             token = toml_str(&o.admin_token),
             seg = o.segment_target_ms,
             part = o.part_target_ms,

@@ -145,3 +145,87 @@ async fn a_wrong_key_flood_is_refused_slowed_and_audited_in_aggregate() {
         "wrong-key flood: {attempts} attempts in 12 s, {single} audited one by one, {summed} in aggregate, audit rows +{grown}, right key published in {publish_ms} ms"
     );
 }
+
+/// Slowloris: 1,000 connections that drip a request head a byte at a time are closed once the
+/// head is `http.header_read_timeout_ms` late, while a viewer of a live stream keeps getting its
+/// playlist promptly.
+#[tokio::test]
+async fn slowloris_connections_are_closed_after_the_header_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const CONNS: usize = 1000;
+    let node = Node::start(NodeOpts {
+        http_toml: "header_read_timeout_ms = 1500\n".into(),
+        ..NodeOpts::default()
+    })
+    .await;
+    let key = node.create_key("legit").await;
+    let _legit = Publisher::ffmpeg(&node.rtmp_url(&key.key), PublishOpts::default());
+    node.wait_stream_state("legit", "ACTIVE", LIVE_DEADLINE)
+        .await;
+    wait_until("the legit stream's playlist", LIVE_DEADLINE, async || {
+        node.get_ok_text("/cmaf/legit/source/index.m3u8").await
+    })
+    .await;
+
+    let addr = node.http_addr();
+    let started = Instant::now();
+    let mut drippers = Vec::new();
+    for _ in 0..CONNS {
+        drippers.push(tokio::spawn(async move {
+            let mut sock = tokio::net::TcpStream::connect(addr).await.ok()?;
+            let head = b"GET /cmaf/legit/source/index.m3u8 HTTP/1.1\r\nHost: x\r\nX-Slow: ";
+            let mut buf = [0u8; 512];
+            for (i, b) in head.iter().chain(std::iter::repeat(&b'a')).enumerate() {
+                if sock.write_all(&[*b]).await.is_err() {
+                    return Some(started.elapsed());
+                }
+                // A byte a second after the first line (the drip), with the first line sent whole.
+                if i >= 16 {
+                    tokio::select! {
+                        r = sock.read(&mut buf) => {
+                            if matches!(r, Ok(0) | Err(_)) {
+                                return Some(started.elapsed());
+                            }
+                        }
+                        () = tokio::time::sleep(Duration::from_secs(1)) => {} // pacing: the drip
+                    }
+                }
+                if started.elapsed() > Duration::from_secs(20) {
+                    return None;
+                }
+            }
+            None
+        }));
+    }
+    // The viewer meanwhile.
+    let mut worst = Duration::ZERO;
+    while started.elapsed() < Duration::from_secs(5) {
+        let t = Instant::now();
+        let (status, body) = node.get_text("/cmaf/legit/source/index.m3u8").await;
+        assert_eq!(status, 200, "{body}");
+        worst = worst.max(t.elapsed());
+        tokio::time::sleep(Duration::from_millis(200)).await; // pacing of the viewer
+    }
+    let mut closed = Vec::new();
+    for d in drippers {
+        closed.push(d.await.unwrap());
+    }
+    let never = closed.iter().filter(|c| c.is_none()).count();
+    assert_eq!(
+        never, 0,
+        "{never} of {CONNS} slow connections were never closed"
+    );
+    let latest = closed.iter().flatten().max().copied().unwrap();
+    assert!(
+        latest < Duration::from_secs(8),
+        "the last slow connection was closed after {latest:?} (timeout 1.5 s)"
+    );
+    assert!(
+        worst < Duration::from_secs(1),
+        "a viewer's playlist took {worst:?} during the slowloris"
+    );
+    assert_eq!(node.stream_state("legit").await.as_deref(), Some("ACTIVE"));
+    println!(
+        "slowloris: {CONNS} connections closed by {latest:?} (header timeout 1.5 s); viewer playlist worst {worst:?}"
+    );
+}

@@ -134,6 +134,23 @@ pub struct HttpSection {
     /// else `node/assets` of the source tree the binary was built from, else `./node/assets`.
     #[serde(default)]
     pub assets_dir: String,
+    /// A request head must arrive within this (per port: HTTP and HTTPS): a client dripping
+    /// its headers (slowloris) is closed after it, and so is a keep-alive connection idle
+    /// that long.
+    #[serde(default = "default_header_read_timeout")]
+    pub header_read_timeout_ms: u64,
+    /// Connections served at once per port; beyond, new ones are closed at once. Keep it under
+    /// the open-files limit (the node raises its soft limit to the hard one at start).
+    #[serde(default = "default_http_connections")]
+    pub max_connections: usize,
+}
+
+fn default_header_read_timeout() -> u64 {
+    10_000
+}
+
+fn default_http_connections() -> usize {
+    16_000
 }
 
 fn default_zero_copy() -> bool {

@@ -166,22 +166,35 @@ async fn run(config: Option<std::path::PathBuf>) -> anyhow::Result<()> {
         }
     };
     let router = http::router(app.clone());
-    let mut https = https_listener
-        .map(|l| tokio::spawn(listen::tls::serve_https(l, router.clone(), stopped())));
+    let limits = http::server::Limits {
+        header_read_timeout: std::time::Duration::from_millis(cfg.http.header_read_timeout_ms),
+        max_connections: cfg.http.max_connections,
+    };
+    let mut https = https_listener.map(|l| {
+        tokio::spawn(http::server::serve(
+            l,
+            router.clone(),
+            limits,
+            "https",
+            stopped(),
+        ))
+    });
     // tls.admin_https_only: credentials are refused on the plain port only.
     let plain = if cfg.tls.admin_https_only {
         router.layer(axum::middleware::from_fn(listen::tls::https_only))
     } else {
         router
     };
-    let server = axum::serve(
+    let server = http::server::serve(
         http::zerocopy::ViewerListener(http),
-        plain.into_make_service_with_connect_info::<http::zerocopy::PeerAddr>(),
-    )
-    .with_graceful_shutdown(stopped());
-    let mut server = std::pin::pin!(std::future::IntoFuture::into_future(server));
+        plain,
+        limits,
+        "http",
+        stopped(),
+    );
+    let mut server = std::pin::pin!(server);
     tokio::select! {
-        r = &mut server => r?,
+        () = &mut server => {},
         _ = shutdown() => {
             // SIGTERM / Ctrl-C: live streams end as an unpublish would, then the listener stops
             // taking connections; open ones (keep-alive viewers, WebSockets) get a moment to

@@ -7,6 +7,7 @@ pub mod error;
 pub mod pages;
 pub mod playback;
 pub mod route;
+pub mod server;
 pub mod ws;
 pub mod zerocopy;
 

@@ -15,8 +15,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
-use axum::extract::connect_info::Connected;
-use axum::serve::{IncomingStream, Listener};
+use axum::serve::Listener;
 use hivecast_actors::store::sealed;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -49,12 +48,6 @@ impl Listener for ViewerListener {
 /// The client's address, for handlers (`ConnectInfo<PeerAddr>`).
 #[derive(Debug, Clone, Copy)]
 pub struct PeerAddr(pub SocketAddr);
-
-impl Connected<IncomingStream<'_, ViewerListener>> for PeerAddr {
-    fn connect_info(stream: IncomingStream<'_, ViewerListener>) -> Self {
-        PeerAddr(*stream.remote_addr())
-    }
-}
 
 /// One viewer connection.
 pub struct ViewerStream(TcpStream);

@@ -1,5 +1,5 @@
-//! TLS for the HTTPS and RTMPS listeners (`[tls]`): certificates, their reload, the TLS accept
-//! loop and the HTTPS server.
+//! TLS for the HTTPS and RTMPS listeners (`[tls]`): certificates, their reload and the TLS
+//! accept loop (the HTTP server over it is `crate::http::server`, shared with the plain port).
 //!
 //! What it owns:
 //! - [`Tls::setup`]: finds the certificate and key (`tls.cert`/`tls.key`, or in development with
@@ -14,30 +14,23 @@
 //! - [`TlsListener`]: TCP accept plus handshake, each handshake in its own task under
 //!   [`HANDSHAKE_TIMEOUT`], finished streams handed over through a bounded queue, so a slow or
 //!   silent client never holds up the others.
-//! - [`serve_https`]: the node's one HTTP router over the [`TlsListener`], HTTP/2 and HTTP/1.1 by
-//!   ALPN, with graceful shutdown; [`https_only`]: the `tls.admin_https_only` middleware for the
-//!   plain-HTTP listener.
+//! - [`https_only`]: the `tls.admin_https_only` middleware for the plain-HTTP listener.
 //!
 //! Invariants: one crypto provider, rustls's `ring`, passed explicitly to every config (no
 //! process-wide default is installed or read; aws-lc-rs is not in the build). No certificate
 //! material is logged, only the subject, expiry and SHA-256 fingerprint of the leaf.
 
 use std::fmt;
-use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
-use axum::extract::{ConnectInfo, Request};
+use axum::extract::Request;
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::service::TowerToHyperService;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -49,12 +42,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
-use tower::ServiceExt;
 use tracing::{debug, error, info, warn};
 
 use crate::config::TlsSection;
 use crate::http::error::ApiError;
-use crate::http::zerocopy::PeerAddr;
 
 /// How often the certificate and key files are checked for changes (mtime, length, inode).
 pub const RELOAD_POLL: Duration = Duration::from_secs(2);
@@ -582,57 +573,6 @@ async fn accept_loop(
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// HTTPS
-// ---------------------------------------------------------------------------------------------
-
-/// Serves `router` on `listener` (HTTP/2 or HTTP/1.1, whichever ALPN chose; WebSocket upgrades
-/// over HTTP/1.1) until `shutdown` completes; then stops accepting, asks every open connection to
-/// finish (HTTP/1.1: after its current response; HTTP/2: GOAWAY) and returns once they have. The
-/// caller bounds that wait.
-///
-/// Why not `axum::serve`: it enables HTTP/2 extended CONNECT (RFC 8441, WebSockets over HTTP/2)
-/// unconditionally. A browser that sees it in SETTINGS opens `wss://` as a CONNECT stream on the
-/// page's HTTP/2 connection, which the node's `GET`-only WebSocket routes answer with 405: seen
-/// with Chromium, whose player page then never starts (tests/tls.rs, the hls.js test). Without the
-/// setting a client must not send extended CONNECT (RFC 8441 §3), and browsers open WebSockets
-/// over HTTP/1.1, which works.
-pub async fn serve_https(
-    mut listener: TlsListener,
-    router: Router,
-    shutdown: impl Future<Output = ()> + Send,
-) {
-    use axum::serve::Listener as _;
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let builder = auto::Builder::new(TokioExecutor::new());
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let (io, peer) = tokio::select! {
-            c = listener.accept() => c,
-            () = &mut shutdown => break,
-        };
-        let service = router
-            .clone()
-            .map_request(move |mut req: Request<hyper::body::Incoming>| {
-                // What `into_make_service_with_connect_info::<PeerAddr>` gives handlers on the
-                // plain port (`ConnectInfo<PeerAddr>`).
-                req.extensions_mut().insert(ConnectInfo(PeerAddr(peer)));
-                req
-            });
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service))
-            .into_owned();
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                debug!(%peer, error = %e, "https connection ended with an error");
-            }
-        });
-    }
-    drop(listener);
-    graceful.shutdown().await;
-}
-
 /// `tls.admin_https_only`, on the plain-HTTP listener: a request that carries credentials
 /// (`Authorization`) is refused with 403 before any handler sees it, so that the admin token is
 /// never acted upon when sent in clear; requests without credentials pass (admin routes then
@@ -873,6 +813,8 @@ mod tests {
     async fn https_only_refuses_credentials_and_passes_the_rest() {
         use axum::body::Body;
         use axum::routing::get;
+        use axum::Router;
+        use tower::ServiceExt;
         let app: Router = Router::new()
             .route("/v1/keys", get(|| async { "keys" }))
             .layer(axum::middleware::from_fn(https_only));
