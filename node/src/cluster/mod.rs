@@ -403,6 +403,12 @@ impl Cluster {
             let gap = {
                 let mut last = self.last_tick.lock().unwrap_or_else(|e| e.into_inner());
                 let gap = now.duration_since(*last);
+                if gap > STALL {
+                    // Suspect before the tick looks fresh again, under the tick's lock: a
+                    // request on another thread between the two must not find this node in
+                    // contact (it would serve what it held before the stall).
+                    *self.suspect_since.lock().unwrap_or_else(|e| e.into_inner()) = Some(now);
+                }
                 *last = now;
                 gap
             };
@@ -411,7 +417,6 @@ impl Cluster {
                     gap_ms = gap.as_millis() as u64,
                     "process stalled: live media answers 503 until caught up with the cluster"
                 );
-                *self.suspect_since.lock().unwrap_or_else(|e| e.into_inner()) = Some(now);
                 self.catch_up().await;
                 *self.suspect_since.lock().unwrap_or_else(|e| e.into_inner()) = None;
                 info!(
