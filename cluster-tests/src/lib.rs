@@ -26,6 +26,7 @@ pub mod browser;
 pub mod delay;
 pub mod edge;
 pub mod load;
+pub mod soak;
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
@@ -664,6 +665,13 @@ impl Node {
             file_tail(&self.dir.path().join("stdout.log"), 4096),
             file_tail(&self.dir.path().join("stderr.log"), 4096)
         )
+    }
+
+    /// Everything the node has logged so far (stdout then stderr), for checks on its lines.
+    pub fn log_text(&self) -> String {
+        let read =
+            |name: &str| std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default();
+        format!("{}{}", read("stdout.log"), read("stderr.log"))
     }
 
     /// Whether the process is still running.

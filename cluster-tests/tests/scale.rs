@@ -5,64 +5,15 @@
 //! published by its looping RTMP publishers. Fails on any request error, any viewer that never
 //! started, any stall after start; and the node's stream limit refuses an eleventh publish.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cluster_tests::load::procstat::raise_nofile_limit;
-use cluster_tests::load::publish::{read_flv, spawn_publisher, RtmpPublisher};
+use cluster_tests::load::publish::{make_flv, read_flv, spawn_publisher, RtmpPublisher};
 use cluster_tests::load::{run, LoadConfig, Mode};
 use cluster_tests::{try_wait_until, Node, NodeOpts};
 
 const STREAMS: usize = 10;
-
-/// A 6 s 640x360 30 fps H.264 (1 s GOP, no B-frames) + AAC FLV file, looped by the publishers.
-fn make_source(dir: &Path) -> std::path::PathBuf {
-    let out = dir.join("src.flv");
-    let status = std::process::Command::new("ffmpeg")
-        .args([
-            "-v",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=640x360:rate=30",
-        ])
-        .args([
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=frequency=440:sample_rate=48000",
-            "-t",
-            "6",
-        ])
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-bf",
-            "0",
-            "-g",
-            "30",
-        ])
-        .args([
-            "-keyint_min",
-            "30",
-            "-sc_threshold",
-            "0",
-            "-pix_fmt",
-            "yuv420p",
-            "-b:v",
-            "600k",
-        ])
-        .args(["-c:a", "aac", "-b:a", "64k", "-f", "flv"])
-        .arg(&out)
-        .status()
-        .expect("run ffmpeg");
-    assert!(status.success(), "ffmpeg could not make the source file");
-    out
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_viewers_and_ten_streams_play_without_errors_or_stalls() {
@@ -72,7 +23,7 @@ async fn a_thousand_viewers_and_ten_streams_play_without_errors_or_stalls() {
         "open-files limit {nofile} is too low for 1,000 viewers"
     );
     let dir = tempfile::tempdir().unwrap();
-    let tags = Arc::new(read_flv(&make_source(dir.path())).unwrap());
+    let tags = Arc::new(read_flv(&make_flv(dir.path(), "640x360", 6)).unwrap());
     let node = Node::start(NodeOpts {
         max_streams: STREAMS,
         segment_target_ms: 1000,

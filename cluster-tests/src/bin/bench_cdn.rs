@@ -23,9 +23,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use cluster_tests::delay::{DelayOpts, DelayProxy};
 use cluster_tests::edge::{origin_fetches_per_uri, Edge, EdgeOpts};
+use cluster_tests::load::cli::{round1, Args};
 use cluster_tests::load::http::{body_text, Conn};
 use cluster_tests::load::m3u8::parse_media;
 use cluster_tests::load::procstat::{raise_nofile_limit, CpuWindow};
@@ -33,30 +34,6 @@ use cluster_tests::load::publish::{read_flv, spawn_publisher};
 use cluster_tests::load::{run, LoadConfig, Mode};
 use cluster_tests::try_wait_every;
 use serde_json::{json, Value};
-
-struct Args(Vec<String>);
-
-impl Args {
-    fn get(&self, name: &str) -> Option<String> {
-        self.0
-            .iter()
-            .position(|a| a == name)
-            .and_then(|i| self.0.get(i + 1).cloned())
-    }
-    fn req(&self, name: &str) -> anyhow::Result<String> {
-        self.get(name).with_context(|| format!("missing {name}"))
-    }
-    fn num<T: std::str::FromStr>(&self, name: &str, default: T) -> anyhow::Result<T> {
-        match self.get(name) {
-            Some(v) => v.parse().map_err(|_| anyhow::anyhow!("bad {name}: {v}")),
-            None => Ok(default),
-        }
-    }
-}
-
-fn round1(x: f64) -> f64 {
-    (x * 10.0).round() / 10.0
-}
 
 /// `(direct - edge) / direct` in percent, one decimal.
 fn reduction(direct: Option<f64>, edge: Option<f64>) -> Option<f64> {
@@ -174,7 +151,7 @@ fn figures(run: &Value, object: &str) -> Value {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let a = Args(std::env::args().collect());
+    let a = Args::from_env();
     let http: SocketAddr = a.req("--http")?.parse()?;
     let rtmp = a.req("--rtmp")?;
     let key = a.req("--key")?;

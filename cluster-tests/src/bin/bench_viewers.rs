@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use cluster_tests::load::cli::{create_key, machine, round1, Args};
 use cluster_tests::load::http::{body_text, Conn};
 use cluster_tests::load::m3u8::{parse_master, parse_media};
 use cluster_tests::load::procstat::{memory_bytes, open_fds, CpuWindow};
@@ -28,30 +29,6 @@ use cluster_tests::load::publish::{read_flv, spawn_publisher, RtmpPublisher};
 use cluster_tests::load::{run, LoadConfig, LoadReport, Mode};
 use cluster_tests::try_wait_every;
 use serde_json::{json, Value};
-
-struct Args(Vec<String>);
-
-impl Args {
-    fn get(&self, name: &str) -> Option<String> {
-        self.0
-            .iter()
-            .position(|a| a == name)
-            .and_then(|i| self.0.get(i + 1).cloned())
-    }
-    fn req(&self, name: &str) -> anyhow::Result<String> {
-        self.get(name).with_context(|| format!("missing {name}"))
-    }
-    fn num<T: std::str::FromStr>(&self, name: &str, default: T) -> anyhow::Result<T> {
-        match self.get(name) {
-            Some(v) => v.parse().map_err(|_| anyhow::anyhow!("bad {name}: {v}")),
-            None => Ok(default),
-        }
-    }
-}
-
-fn round1(x: f64) -> f64 {
-    (x * 10.0).round() / 10.0
-}
 
 /// GET `path` on `addr` (a fresh connection), body as text.
 async fn get_text(addr: SocketAddr, path: &str) -> Option<String> {
@@ -190,23 +167,6 @@ async fn measured(cfg: LoadConfig, pids: &[u32], baseline_cpu_per_s: f64) -> (Lo
     (report, server)
 }
 
-fn machine() -> Value {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_owned())
-        })
-        .unwrap_or_default();
-    json!({
-        "cpus": std::thread::available_parallelism().map_or(0, |n| n.get()),
-        "cpu": cpu,
-        "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
-    })
-}
-
 async fn viewers(a: &Args) -> anyhow::Result<Value> {
     let http: SocketAddr = a.req("--http")?.parse()?;
     let rtmp = a.req("--rtmp")?;
@@ -328,25 +288,6 @@ async fn viewers(a: &Args) -> anyhow::Result<Value> {
     out["hivecast_ll_hls"] = Value::Array(ll);
     publisher.abort();
     Ok(out)
-}
-
-/// POST /v1/keys for `stream` with the admin token; the key.
-async fn create_key(http: SocketAddr, token: &str, stream: &str) -> anyhow::Result<String> {
-    let r = reqwest::Client::new()
-        .post(format!("http://{http}/v1/keys"))
-        .bearer_auth(token)
-        .json(&json!({"stream": stream}))
-        .send()
-        .await?;
-    let status = r.status();
-    let v: Value = r.json().await?;
-    if !status.is_success() {
-        bail!("creating a key for {stream}: {status} {v}");
-    }
-    v["key"]
-        .as_str()
-        .map(str::to_owned)
-        .context("no key in answer")
 }
 
 /// p50/p95/max of `v` (ms).
@@ -618,7 +559,7 @@ async fn streams(a: &Args) -> anyhow::Result<Value> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = Args(std::env::args().collect());
+    let args = Args::from_env();
     let out = match args.0.get(1).map(String::as_str) {
         Some("viewers") => viewers(&args).await?,
         Some("streams") => streams(&args).await?,

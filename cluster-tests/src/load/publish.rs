@@ -220,3 +220,39 @@ pub fn spawn_publisher(
         p.play_loop(&tags, until).await
     })
 }
+
+/// Encodes a `seconds`-long test FLV (lavfi `testsrc2` at `size`, e.g. `"640x360"`, 30 fps
+/// H.264 with a 1 s GOP and no B-frames, 600 kbit/s, plus a 440 Hz AAC tone) into `dir` with the
+/// ffmpeg CLI, for the looping publishers; its path.
+pub fn make_flv(dir: &std::path::Path, size: &str, seconds: u32) -> std::path::PathBuf {
+    let out = dir.join(format!("src-{size}-{seconds}s.flv"));
+    let status = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-f", "lavfi"])
+        .args(["-i", &format!("testsrc2=size={size}:rate=30")])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args(["-t", &seconds.to_string()])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-bf",
+            "0",
+            "-g",
+            "30",
+        ])
+        .args([
+            "-keyint_min",
+            "30",
+            "-sc_threshold",
+            "0",
+            "-pix_fmt",
+            "yuv420p",
+        ])
+        .args(["-b:v", "600k", "-c:a", "aac", "-b:a", "64k", "-f", "flv"])
+        .arg(&out)
+        .status()
+        .expect("run ffmpeg");
+    assert!(status.success(), "ffmpeg could not make {}", out.display());
+    out
+}

@@ -235,7 +235,7 @@ async fn prometheus(State(app): State<Arc<App>>) -> Response {
     let originated = app.live.lock().unwrap_or_else(|e| e.into_inner()).len() as f64;
     let a = &app.analytics;
     let node_label = [("node", node)];
-    let per_node: [(&str, &str, &str, f64); 6] = [
+    let per_node: [(&str, &str, &str, f64); 7] = [
         (
             "hivecast_live_streams",
             "gauge",
@@ -253,6 +253,14 @@ async fn prometheus(State(app): State<Arc<App>>) -> Response {
             "gauge",
             "Viewer sessions tracked by this node (playing, or ended within 30 s).",
             a.tracked_sessions() as f64,
+        ),
+        (
+            "hivecast_tokio_alive_tasks",
+            "gauge",
+            "Tasks alive in the node's tokio runtime (connections, requests, streams, timers).",
+            tokio::runtime::Handle::current()
+                .metrics()
+                .num_alive_tasks() as f64,
         ),
         (
             "hivecast_beacons_total",
