@@ -224,6 +224,47 @@ impl LogEvery {
     }
 }
 
+/// Lets a log line through at most once per period and cause, counting what it holds back, so
+/// a flood of one kind (2,000 peers that never finish the handshake) gives one line per period
+/// that says how many were like it, while a different cause still gets its own line at once.
+#[derive(Debug)]
+pub struct LogPerCause {
+    period: Duration,
+    seen: Mutex<HashMap<&'static str, (Instant, u64)>>,
+}
+
+impl LogPerCause {
+    /// At most once per `period` and cause.
+    pub fn new(period: Duration) -> Self {
+        Self {
+            period,
+            seen: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// `Some(held_back)` when a line for `cause` may be logged now, with the number of lines
+    /// of that cause held back since the previous one; `None` to hold this one back.
+    pub fn allow(&self, cause: &'static str) -> Option<u64> {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        match seen.get_mut(cause) {
+            Some((last, held)) if now.duration_since(*last) < self.period => {
+                *held += 1;
+                None
+            }
+            Some((last, held)) => {
+                let n = *held;
+                (*last, *held) = (now, 0);
+                Some(n)
+            }
+            None => {
+                seen.insert(cause, (now, 0));
+                Some(0)
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -280,6 +321,19 @@ mod tests {
         let l = LogEvery::new(Duration::from_secs(60));
         assert!(l.allow());
         assert!(!l.allow());
+    }
+
+    #[test]
+    fn log_lines_are_rate_limited_per_cause_and_count_what_was_held_back() {
+        let l = LogPerCause::new(Duration::from_millis(50));
+        assert_eq!(l.allow("timeout"), Some(0));
+        assert_eq!(l.allow("timeout"), None);
+        assert_eq!(l.allow("timeout"), None);
+        // Another cause is not held back by the first.
+        assert_eq!(l.allow("protocol"), Some(0));
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(l.allow("timeout"), Some(2));
+        assert_eq!(l.allow("timeout"), None);
     }
 
     #[test]

@@ -98,17 +98,102 @@ pub struct IngestTask {
     pub outcome: oneshot::Sender<StreamOutcome>,
 }
 
+/// A step between two frames of one track larger than this (forward) is not a pause an
+/// encoder makes (the media timeout ends a stream long before), but a publisher clock that
+/// jumped: the track is re-based so that its media time goes on smoothly.
+pub(crate) const JUMP_FORWARD_MS: i64 = 3_000;
+/// A step back larger than this is a jump too (smaller ones are jitter: decode timestamps are
+/// nudged forward instead).
+pub(crate) const JUMP_BACK_MS: i64 = 1_000;
+
+/// One track's publisher clock: 32-bit RTMP milliseconds unwrapped, and jumps taken out.
+#[derive(Debug, Default)]
+struct TrackClock {
+    last_raw: Option<u32>,
+    wraps: i64,
+    /// Added to the unwrapped time since the last jump.
+    shift: i64,
+    /// The previous frame's corrected time, and the step before it.
+    last_ms: Option<i64>,
+    last_step: i64,
+}
+
+impl TrackClock {
+    /// The corrected time of a frame stamped `raw`, and the size of the jump taken out at this
+    /// frame (0 if none).
+    fn place(&mut self, raw: u32, usual_step: i64) -> (i64, i64) {
+        if let Some(last) = self.last_raw {
+            // A jump back of more than half the range is a wrap (after ~49.7 days).
+            if raw < last && last - raw > u32::MAX / 2 {
+                self.wraps += 1;
+            }
+            // And a jump forward of more than half the range is an unwrap of a wrap that
+            // came too early (a clock that went back across zero).
+            if raw > last && raw - last > u32::MAX / 2 {
+                self.wraps -= 1;
+            }
+        }
+        self.last_raw = Some(raw);
+        let mut ms = i64::from(raw) + (self.wraps << 32) + self.shift;
+        let mut jump = 0;
+        if let Some(last) = self.last_ms {
+            let step = ms - last;
+            if !(-JUMP_BACK_MS..=JUMP_FORWARD_MS).contains(&step) {
+                let smooth = if (1..=100).contains(&self.last_step) {
+                    self.last_step
+                } else {
+                    usual_step
+                };
+                jump = step;
+                self.shift += last + smooth - ms;
+                ms = last + smooth;
+            }
+            self.last_step = ms - last;
+        }
+        self.last_ms = Some(ms);
+        (ms, jump)
+    }
+}
+
+/// Says that the publisher's clock jumped: the first time, then at most every 10 s with the
+/// count (a publisher that jumps on every frame gives one line per 10 s, not one per frame).
+#[derive(Debug, Default)]
+struct JumpLog {
+    count: u64,
+    last_line: Option<std::time::Instant>,
+}
+
+impl JumpLog {
+    fn note(&mut self, jump_ms: Option<i64>) {
+        let Some(jump_ms) = jump_ms else { return };
+        self.count += 1;
+        let now = std::time::Instant::now();
+        if self
+            .last_line
+            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(10))
+        {
+            self.last_line = Some(now);
+            warn!(
+                jump_ms,
+                jumps = self.count,
+                "publisher timestamps jumped; the track is re-based so media time goes on (logged at most every 10 s)"
+            );
+        }
+    }
+}
+
 /// Timestamp and boundary bookkeeping, free of I/O so it can be tested directly.
 #[derive(Debug, Default)]
 pub(crate) struct Timeline {
-    /// RTMP timestamp of the first keyframe (media time zero).
+    /// Publisher time of the first keyframe (media time zero).
     base_ms: Option<i64>,
     last_video_dts: Option<i64>,
     segment_start_pts: i64,
     segment_target_90k: i64,
-    /// Publisher clock unwrapping: RTMP timestamps are 32-bit milliseconds.
-    last_raw: Option<u32>,
-    wraps: i64,
+    video_clock: TrackClock,
+    audio_clock: TrackClock,
+    /// The latest clock jump taken out (ms, signed), until [`Timeline::take_jump`].
+    jump: Option<i64>,
     /// Segments opened so far.
     segments: u64,
     /// Boundaries on any frame (the transcoder forces keyframes there), not only on source
@@ -124,15 +209,9 @@ impl Timeline {
         }
     }
 
-    fn unwrap_ts(&mut self, raw: u32) -> i64 {
-        if let Some(last) = self.last_raw {
-            // A jump back of more than half the range is a wrap (after ~49.7 days).
-            if raw < last && last - raw > u32::MAX / 2 {
-                self.wraps += 1;
-            }
-        }
-        self.last_raw = Some(raw);
-        i64::from(raw) + (self.wraps << 32)
+    /// The publisher clock jump taken out since the last call (ms; positive: forward), if any.
+    pub(crate) fn take_jump(&mut self) -> Option<i64> {
+        self.jump.take()
     }
 
     pub(crate) fn started(&self) -> bool {
@@ -152,7 +231,10 @@ impl Timeline {
         keyframe: bool,
         cts_ms: i32,
     ) -> Option<(i64, bool)> {
-        let ms = self.unwrap_ts(raw_ms);
+        let (ms, jump) = self.video_clock.place(raw_ms, 33);
+        if jump != 0 {
+            self.jump = Some(jump);
+        }
         let base = match self.base_ms {
             Some(b) => b,
             None if keyframe => {
@@ -189,7 +271,10 @@ impl Timeline {
 
     /// Place an audio frame: pts_90k, or `None` before media time zero.
     pub(crate) fn audio(&mut self, raw_ms: u32) -> Option<i64> {
-        let ms = i64::from(raw_ms);
+        let (ms, jump) = self.audio_clock.place(raw_ms, 21);
+        if jump != 0 {
+            self.jump = Some(jump);
+        }
         let base = self.base_ms?;
         let pts = (ms - base) * 90;
         (pts >= 0).then_some(pts)
@@ -221,6 +306,7 @@ impl IngestTask {
 
     async fn pump(&mut self) -> StreamOutcome {
         let mut timeline = Timeline::new(self.media.config.segment_target);
+        let mut jumps = JumpLog::default();
         let mut avc: Option<AvcConfig> = None;
         let mut aac: Option<AacConfig> = None;
         let mut configs_sent = false;
@@ -307,9 +393,9 @@ impl IngestTask {
                                 }
                             };
                             let was_started = timeline.started();
-                            let Some((dts, segment_start)) =
-                                timeline.video(timestamp_ms, keyframe, cts_ms)
-                            else {
+                            let placed = timeline.video(timestamp_ms, keyframe, cts_ms);
+                            jumps.note(timeline.take_jump());
+                            let Some((dts, segment_start)) = placed else {
                                 self.stats.dropped_frames.fetch_add(1, Ordering::Relaxed);
                                 continue;
                             };
@@ -433,7 +519,9 @@ impl IngestTask {
                             if aac.is_none() {
                                 continue;
                             }
-                            let Some(pts) = timeline.audio(timestamp_ms) else {
+                            let placed = timeline.audio(timestamp_ms);
+                            jumps.note(timeline.take_jump());
+                            let Some(pts) = placed else {
                                 continue;
                             };
                             let frame = AudioFrame { pts_90k: pts, data };
@@ -601,6 +689,38 @@ mod tests {
         let b = t.video(0, false, 0).unwrap().0;
         let c = t.video(0, false, 0).unwrap().0;
         assert!(a < b && b < c);
+    }
+
+    #[test]
+    fn a_publisher_clock_jump_is_taken_out_of_both_tracks() {
+        let mut t = Timeline::new(Duration::from_secs(2));
+        let hours = 3 * 3_600_000;
+        assert_eq!(t.video(0, true, 0), Some((0, true)));
+        assert_eq!(t.audio(0), Some(0));
+        assert_eq!(t.video(33, false, 0), Some((33 * 90, false)));
+        assert_eq!(t.audio(21), Some(21 * 90));
+        // Three hours forward: each track goes on one usual step later, and says so once.
+        assert_eq!(t.video(66 + hours, false, 0), Some((66 * 90, false)));
+        assert_eq!(t.take_jump(), Some(i64::from(33 + hours)));
+        assert_eq!(t.take_jump(), None);
+        assert_eq!(t.audio(42 + hours), Some(42 * 90));
+        assert_eq!(t.video(99 + hours, false, 0), Some((99 * 90, false)));
+        assert_eq!(t.audio(63 + hours), Some(63 * 90));
+        assert_eq!(t.take_jump(), Some(i64::from(21 + hours)), "the audio jump");
+        // And back by more than the range of jitter, e.g. a publisher restarting its clock.
+        assert_eq!(t.video(5, false, 0), Some((132 * 90, false)));
+        assert!(t.take_jump().unwrap() < 0);
+        assert_eq!(t.video(38, false, 0), Some((165 * 90, false)));
+    }
+
+    #[test]
+    fn ordinary_gaps_and_jitter_are_not_jumps() {
+        let mut t = Timeline::new(Duration::from_secs(2));
+        t.video(0, true, 0);
+        // A 2 s gap (a dropped burst) and a 500 ms step back are kept as they are.
+        assert_eq!(t.video(2_000, false, 0), Some((2_000 * 90, false)));
+        assert_eq!(t.video(1_500, false, 0), Some((2_000 * 90 + 1, false)));
+        assert_eq!(t.take_jump(), None);
     }
 
     #[test]

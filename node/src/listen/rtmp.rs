@@ -30,7 +30,7 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::app::App;
-use crate::throttle::{AddressLedger, LogEvery};
+use crate::throttle::{AddressLedger, LogEvery, LogPerCause};
 
 /// The RTMP application name publishers use: `rtmp://HOST:1935/live/{key}`.
 pub const APP_NAME: &str = "live";
@@ -111,6 +111,9 @@ async fn accept_loop(
 ) {
     let scheme = if tls.is_some() { "rtmps" } else { "rtmp" };
     let refusals = LogEvery::new(Duration::from_secs(10));
+    let full = LogEvery::new(Duration::from_secs(10));
+    // Peers dropped before they published: one line per cause and 10 s (floods of one kind).
+    let drops = Arc::new(LogPerCause::new(Duration::from_secs(10)));
     let mut backoff = Duration::from_millis(5);
     loop {
         let (sock, peer) = match listener.accept().await {
@@ -128,7 +131,10 @@ async fn accept_loop(
         };
         let accepted = Instant::now();
         let Ok(permit) = limits.permits.clone().try_acquire_owned() else {
-            warn!(%peer, scheme, "rtmp: too many connections, refusing");
+            if full.allow() {
+                warn!(%peer, scheme, limit = app.config.rtmp.max_connections,
+                    "rtmp: node connection limit reached, refusing (logged once per 10 s)");
+            }
             continue;
         };
         let Some(addr_slot) = limits.ledger.connect(peer.ip()) else {
@@ -140,31 +146,53 @@ async fn accept_loop(
         };
         let _ = sock.set_nodelay(true);
         let (app, slots, tls) = (app.clone(), limits.slots.clone(), tls.clone());
-        let ledger = limits.ledger.clone();
+        let (ledger, drops) = (limits.ledger.clone(), drops.clone());
         let span = info_span!("rtmp", %peer, tls = tls.is_some());
         tokio::spawn(
             async move {
                 let _permit = (permit, addr_slot);
                 let conn = Connection::new(app, peer, slots, ledger);
-                let result = match tls {
+                let (result, published) = match tls {
                     None => conn.run(sock, accepted).await,
                     Some(acceptor) => {
                         // The TLS handshake counts against the RTMP handshake deadline.
                         let deadline = accepted + conn.handshake_timeout();
                         match tokio::time::timeout_at(deadline, acceptor.accept(sock)).await {
                             Ok(Ok(stream)) => conn.run(stream, accepted).await,
-                            Ok(Err(e)) => Err(format!("TLS handshake: {e}")),
-                            Err(_) => Err("TLS handshake not completed in time".to_owned()),
+                            Ok(Err(e)) => (Err(format!("TLS handshake: {e}")), false),
+                            Err(_) => (Err("TLS handshake not completed in time".to_owned()), false),
                         }
                     }
                 };
                 match result {
                     Ok(()) => debug!("connection closed"),
-                    Err(e) => info!(reason = %e, "connection dropped"),
+                    // A broadcaster's connection: always said.
+                    Err(e) if published => info!(reason = %e, "connection dropped"),
+                    Err(e) => {
+                        if let Some(held_back) = drops.allow(drop_cause(&e)) {
+                            info!(reason = %e, held_back,
+                                "connection dropped before publishing (one line per cause and 10 s; held_back: like it since the last line)");
+                        }
+                    }
                 }
             }
             .instrument(span),
         );
+    }
+}
+
+/// The kind of a pre-publish drop, for [`LogPerCause`].
+fn drop_cause(reason: &str) -> &'static str {
+    if reason.contains("not completed in time") {
+        "timeout"
+    } else if reason.starts_with("protocol:") {
+        "protocol"
+    } else if reason.starts_with("TLS") {
+        "tls"
+    } else if reason.starts_with("read:") || reason.starts_with("write:") {
+        "io"
+    } else {
+        "refused"
     }
 }
 
@@ -242,6 +270,8 @@ struct Connection {
     closing: bool,
     /// The peer's RTMP `connect` was accepted (audited; so is its disconnect).
     connected: bool,
+    /// Message types skipped so far (each logged once).
+    ignored: Vec<u8>,
 }
 
 impl Connection {
@@ -266,6 +296,7 @@ impl Connection {
             stream: None,
             closing: false,
             connected: false,
+            ignored: Vec::new(),
         }
     }
 
@@ -275,8 +306,9 @@ impl Connection {
     }
 
     /// Drives the session over `sock` (TCP, or TLS for RTMPS) until it ends; `accepted`: when the
-    /// TCP connection was accepted, the start of the handshake deadline.
-    async fn run<S>(mut self, mut sock: S, accepted: Instant) -> Result<(), String>
+    /// TCP connection was accepted, the start of the handshake deadline. Returns how it ended
+    /// and whether a publish was accepted on it.
+    async fn run<S>(mut self, mut sock: S, accepted: Instant) -> (Result<(), String>, bool)
     where
         S: AsyncRead + AsyncWrite + Unpin + Send,
     {
@@ -333,7 +365,7 @@ impl Connection {
                 Some(self.peer.to_string()),
             );
         }
-        result
+        (result, self.stream.is_some())
     }
 
     async fn flush<S>(&mut self, sock: &mut S, out: &mut BytesMut) -> std::io::Result<()>
@@ -426,6 +458,13 @@ impl Connection {
                     if let Some(Publishing { tx, .. }) = self.ingest.take() {
                         let _ = tx.send(IngestInput::End).await;
                         info!(stream = ?self.stream, "unpublished");
+                    }
+                }
+                RtmpEvent::Ignored { type_id } => {
+                    if !self.ignored.contains(&type_id) {
+                        self.ignored.push(type_id);
+                        info!(type_id, stream = ?self.stream,
+                            "skipped an RTMP message of a type not used when publishing (said once per type and connection)");
                     }
                 }
                 other => debug!(event = ?other, "rtmp event"),

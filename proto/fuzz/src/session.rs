@@ -476,6 +476,13 @@ impl Driver {
                 // feed may have changed it again.
                 assert!(size >= 1 && size <= self.limits.max_chunk_size);
             }
+            RtmpEvent::Ignored { type_id } => {
+                // Only types the session has no use for are skipped: never media or commands.
+                assert!(
+                    ![8, 9, 18, 20].contains(&type_id),
+                    "a type {type_id} message was reported as ignored"
+                );
+            }
         }
     }
 

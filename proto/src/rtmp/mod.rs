@@ -382,6 +382,12 @@ pub enum RtmpEvent {
         /// The new chunk size.
         size: u32,
     },
+    /// A message of a type this server does not use (aggregate, shared object, AMF3 or an
+    /// unknown type id) was skipped; the connection goes on.
+    Ignored {
+        /// The RTMP message type id.
+        type_id: u8,
+    },
 }
 
 impl fmt::Debug for RtmpEvent {
@@ -422,6 +428,9 @@ impl fmt::Debug for RtmpEvent {
                 .debug_struct("ChunkSizeChanged")
                 .field("size", size)
                 .finish(),
+            RtmpEvent::Ignored { type_id } => {
+                f.debug_struct("Ignored").field("type_id", type_id).finish()
+            }
         }
     }
 }
@@ -762,9 +771,13 @@ impl ServerConnection {
                 ServerSessionResult::RaisedEvent(event) => {
                     self.on_session_event(session, event, type_id)?;
                 }
-                // Aggregate messages, shared objects, AMF3 media: nothing an encoder sends
-                // when publishing; ignored.
-                ServerSessionResult::UnhandleableMessageReceived(_) => {}
+                // Aggregate messages, shared objects, AMF3 media, unknown types: nothing an
+                // encoder sends when publishing; skipped, and said so.
+                ServerSessionResult::UnhandleableMessageReceived(payload) => {
+                    self.events.push_back(RtmpEvent::Ignored {
+                        type_id: payload.type_id,
+                    });
+                }
             }
         }
         Ok(())
