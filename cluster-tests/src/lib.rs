@@ -246,6 +246,8 @@ pub struct NodeOpts {
     /// Extra keys of the `[http]` section (TOML allows a table only once, and the harness writes
     /// `[http]` itself), e.g. `"header_read_timeout_ms = 1500\n"`.
     pub http_toml: String,
+    /// Extra keys of the `[rtmp]` section, e.g. `"max_connections = 2010\n"`.
+    pub rtmp_toml: String,
     /// `node.region`.
     pub region: String,
     /// The `[cluster]` section, when this node is part of a test cluster.
@@ -281,6 +283,7 @@ impl Default for NodeOpts {
             ended_retention_ms: 30000,
             extra_toml: String::new(),
             http_toml: String::new(),
+            rtmp_toml: String::new(),
             region: "local".into(),
             cluster: None,
         }
@@ -493,7 +496,7 @@ impl Node {
             "# written by cluster-tests\n\
              [node]\nid = {id}\ndata_dir = {data}\nregion = {region}\n\n\
              [rtmp]\nlisten = \"127.0.0.1:{rtmp}\"\nhandshake_timeout_ms = {hs}\nidle_timeout_ms = {idle}\n\
-             max_streams = {max_streams}\nmax_chunk_size = 65536\nmax_message_len = 8388608\n\n\
+             max_streams = {max_streams}\nmax_chunk_size = 65536\nmax_message_len = 8388608\n{rtmp_extra}\n\
              [http]\nlisten = \"127.0.0.1:{http}\"\n{http_extra}\n\
              [auth]\nadmin_token = {token}\n\n\
              [media]\nsegment_target_ms = {seg}\npart_target_ms = {part}\nwindow_segments = {win}\n\
@@ -504,6 +507,7 @@ impl Node {
             cluster = o.cluster.as_ref().map(cluster_toml).unwrap_or_default(),
             data = toml_str(&data_dir.to_string_lossy()),
             rtmp = self.rtmp_port,
+            rtmp_extra = o.rtmp_toml,
             hs = o.handshake_timeout_ms,
             idle = o.idle_timeout_ms,
             max_streams = o.max_streams,

@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use cluster_tests::load::procstat::{memory_bytes, raise_nofile_limit};
 use cluster_tests::load::publish::RtmpPublisher;
+use cluster_tests::load::{run, LoadConfig, Mode};
 use cluster_tests::*;
 use serde_json::Value;
 
@@ -227,5 +229,281 @@ async fn slowloris_connections_are_closed_after_the_header_timeout() {
     assert_eq!(node.stream_state("legit").await.as_deref(), Some("ACTIVE"));
     println!(
         "slowloris: {CONNS} connections closed by {latest:?} (header timeout 1.5 s); viewer playlist worst {worst:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Beside a legitimate stream: what its viewers see, quiet and under attack
+// ---------------------------------------------------------------------------------------------------------
+
+/// What the legitimate stream's LL-HLS viewers saw over a window.
+#[derive(Debug, Clone, Copy)]
+struct Quality {
+    /// Part latency p95: arrival minus the part's wall-clock end (ms).
+    part_latency_p95: f64,
+    /// Part fetch time p95 (ms).
+    fetch_p95: f64,
+}
+
+/// Runs `viewers` simulated LL-HLS players of `stream` for `secs` and returns what they saw;
+/// fails on any request error or stall.
+async fn llhls_quality(node: &Node, stream: &str, viewers: usize, secs: u64) -> Quality {
+    let mut c = LoadConfig::new(
+        node.http_addr(),
+        &format!("/cmaf/{stream}/master.m3u8"),
+        Mode::LowLatency,
+        viewers,
+    );
+    c.ramp = Duration::from_millis(500);
+    c.duration = Duration::from_secs(secs);
+    let r = run(c).await;
+    assert_eq!(
+        r.errors, 0,
+        "the legitimate stream's viewers had errors: {}",
+        r.json
+    );
+    assert_eq!(
+        r.viewers_never_started, 0,
+        "viewers never started: {}",
+        r.json
+    );
+    assert_eq!(r.viewers_with_stall, 0, "viewers stalled: {}", r.json);
+    let at = |path: &[&str]| {
+        path.iter()
+            .try_fold(&r.json, |v, k| v.get(*k))
+            .and_then(Value::as_f64)
+            .unwrap_or_else(|| panic!("no {path:?} in {}", r.json))
+    };
+    Quality {
+        part_latency_p95: at(&["media_age_ms", "p95"]),
+        fetch_p95: at(&["fetch_ms", "part", "p95"]),
+    }
+}
+
+/// Issue 8 §2: the legitimate stream's part latency p95 and fetch p95 stay within 2x of the
+/// quiet baseline. Loopback figures are small (tens of ms) and a 2-core machine's scheduler
+/// noise is about 10-20 ms, so the bound is 2x or the baseline plus 50 ms, whichever is larger.
+fn assert_within_2x(what: &str, quiet: Quality, attacked: Quality) {
+    let bound = |b: f64| (2.0 * b).max(b + 50.0);
+    println!("{what}: quiet {quiet:?}, under attack {attacked:?}");
+    assert!(
+        attacked.part_latency_p95 <= bound(quiet.part_latency_p95),
+        "{what}: part latency p95 {} ms against {} ms quiet",
+        attacked.part_latency_p95,
+        quiet.part_latency_p95
+    );
+    assert!(
+        attacked.fetch_p95 <= bound(quiet.fetch_p95),
+        "{what}: part fetch p95 {} ms against {} ms quiet",
+        attacked.fetch_p95,
+        quiet.fetch_p95
+    );
+}
+
+/// Lines of the node's log containing `needle`.
+fn log_lines(node: &Node, needle: &str) -> usize {
+    node.log_text()
+        .lines()
+        .filter(|l| l.contains(needle))
+        .count()
+}
+
+fn assert_no_panic(node: &Node) {
+    assert_eq!(
+        log_lines(node, "panicked"),
+        0,
+        "the node panicked:\n{}",
+        node.logs_tail()
+    );
+}
+
+/// Node memory (RSS without shmem, plus memfd segments), MB.
+fn node_memory_mb(node: &Node) -> f64 {
+    memory_bytes(node.pid().expect("node pid")) as f64 / 1e6
+}
+
+/// A live legitimate stream `legit` (ffmpeg) on `node`, its LL-HLS playlist serving.
+async fn legit_stream(node: &Node) -> Publisher {
+    let key = node.create_key("legit").await;
+    let p = Publisher::ffmpeg(&node.rtmp_url(&key.key), PublishOpts::default());
+    node.wait_stream_state("legit", "ACTIVE", LIVE_DEADLINE)
+        .await;
+    wait_until("the legit stream's playlist", LIVE_DEADLINE, async || {
+        let t = node.get_ok_text("/cmaf/legit/source/index.m3u8").await?;
+        (t.matches("#EXTINF").count() >= 2).then_some(())
+    })
+    .await;
+    p
+}
+
+/// A TCP connection to `to` from the loopback address `from` (127.0.0.0/8 is all ours).
+async fn connect_from(
+    from: std::net::Ipv4Addr,
+    to: std::net::SocketAddr,
+) -> std::io::Result<tokio::net::TcpStream> {
+    let s = tokio::net::TcpSocket::new_v4()?;
+    s.bind((from, 0).into())?;
+    s.connect(to).await
+}
+
+/// How long until the peer closes `sock` (reads and discards), or `None` past `limit`.
+async fn closed_after(sock: &mut tokio::net::TcpStream, limit: Duration) -> Option<Duration> {
+    use tokio::io::AsyncReadExt;
+    let t = Instant::now();
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = limit.checked_sub(t.elapsed())?;
+        match tokio::time::timeout(left, sock.read(&mut buf)).await {
+            Err(_) => return None,
+            Ok(Ok(0) | Err(_)) => return Some(t.elapsed()),
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+/// 2,000 RTMP connections from 40 addresses that never finish the handshake (half silent, half
+/// dripping C0 and C1 a byte a second) are held no longer than the handshake timeout, one more
+/// from a full address and the ones past the node's cap are refused at once, the legitimate
+/// stream's viewers see no difference beyond 2x, memory stays bounded and the log says it in a
+/// few lines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_rtmp_handshake_flood_is_timed_out_capped_and_logged_once_per_cause() {
+    use tokio::io::AsyncWriteExt;
+    const ADDRESSES: u8 = 40;
+    const PER_ADDRESS: usize = 50; // the default rtmp.max_connections_per_address
+    const FLOOD: usize = ADDRESSES as usize * PER_ADDRESS;
+    const NODE_CAP: usize = FLOOD + 10;
+    const TIMEOUT_MS: u64 = 8000;
+    raise_nofile_limit();
+    let node = Node::start(NodeOpts {
+        handshake_timeout_ms: TIMEOUT_MS,
+        rtmp_toml: format!("max_connections = {NODE_CAP}\n"),
+        ..NodeOpts::default()
+    })
+    .await;
+    let _legit = legit_stream(&node).await;
+    let quiet = llhls_quality(&node, "legit", 5, 6).await;
+    let mem_quiet = node_memory_mb(&node);
+    let rtmp = node.rtmp_addr();
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{}/fd", node.pid()?))
+            .ok()
+            .map(|d| d.count())
+    };
+    let fds_quiet = fds().expect("node descriptors");
+
+    // The flood: each connection reports how long the node kept it open.
+    let started = Instant::now();
+    let mut flood = Vec::new();
+    for a in 0..ADDRESSES {
+        let from = std::net::Ipv4Addr::new(127, 0, 1, a + 1);
+        for i in 0..PER_ADDRESS {
+            let drip = i % 2 == 1;
+            flood.push(tokio::spawn(async move {
+                let mut sock = connect_from(from, rtmp).await.ok()?;
+                let opened = Instant::now();
+                let limit = Duration::from_millis(TIMEOUT_MS + 6000);
+                if !drip {
+                    return closed_after(&mut sock, limit)
+                        .await
+                        .map(|_| opened.elapsed());
+                }
+                // C0 (version 3), then C1 a byte a second.
+                let _ = sock.write_all(&[3]).await;
+                loop {
+                    match closed_after(&mut sock, Duration::from_secs(1)).await {
+                        Some(_) => return Some(opened.elapsed()),
+                        None if opened.elapsed() > limit => return None,
+                        None => {
+                            if sock.write_all(&[0x5a]).await.is_err() {
+                                return Some(opened.elapsed());
+                            }
+                        }
+                    }
+                }
+            }));
+        }
+    }
+    // Every flood connection accepted (and held) before the viewers measure.
+    wait_until(
+        "the flood to be connected",
+        Duration::from_secs(20),
+        async || (fds()? >= fds_quiet + FLOOD).then_some(()),
+    )
+    .await;
+    let connected_after = started.elapsed();
+
+    // One more from a full address, and past the node's cap from fresh addresses: refused at once.
+    let mut full_address = connect_from(std::net::Ipv4Addr::new(127, 0, 1, 1), rtmp)
+        .await
+        .expect("connect");
+    let refused_in = closed_after(&mut full_address, Duration::from_secs(2)).await;
+    assert!(
+        refused_in.is_some(),
+        "a 51st connection from one address was kept open"
+    );
+    let probes: Vec<_> = (0..20u8)
+        .map(|i| {
+            tokio::spawn(async move {
+                let mut s = connect_from(std::net::Ipv4Addr::new(127, 0, 2, i + 1), rtmp)
+                    .await
+                    .expect("connect");
+                closed_after(&mut s, Duration::from_millis(500))
+                    .await
+                    .is_some()
+            })
+        })
+        .collect();
+    let mut over_cap = 0;
+    for p in probes {
+        over_cap += usize::from(p.await.unwrap());
+    }
+    assert!(
+        over_cap >= 10,
+        "only {over_cap} of 20 connections past the node's cap of {NODE_CAP} were refused at once"
+    );
+
+    let attacked = llhls_quality(&node, "legit", 5, 6).await;
+    let mem_attacked = node_memory_mb(&node);
+
+    let mut lifetimes = Vec::new();
+    for f in flood {
+        lifetimes.push(f.await.unwrap());
+    }
+    let never = lifetimes.iter().filter(|l| l.is_none()).count();
+    assert_eq!(never, 0, "{never} flood connections were never closed");
+    let longest = lifetimes.iter().flatten().max().copied().unwrap();
+    let timeout = Duration::from_millis(TIMEOUT_MS);
+    assert!(
+        longest < timeout + Duration::from_secs(3),
+        "a flood connection was held {longest:?} (handshake timeout {timeout:?})"
+    );
+    assert_within_2x("RTMP handshake flood", quiet, attacked);
+    assert!(
+        mem_attacked - mem_quiet < 100.0,
+        "node memory grew from {mem_quiet:.1} MB to {mem_attacked:.1} MB under the flood"
+    );
+    assert_eq!(node.stream_state("legit").await.as_deref(), Some("ACTIVE"));
+
+    // Logged in a few lines: one per cause and 10 s, not one per connection.
+    let dropped_lines = log_lines(&node, "connection dropped before publishing");
+    let address_lines = log_lines(&node, "too many connections from one address");
+    let cap_lines = log_lines(&node, "node connection limit reached");
+    assert!(
+        (1..=6).contains(&dropped_lines),
+        "{dropped_lines} lines for {FLOOD} timed-out connections"
+    );
+    assert!(
+        (1..=3).contains(&address_lines),
+        "{address_lines} per-address refusal lines"
+    );
+    assert!(
+        (1..=3).contains(&cap_lines),
+        "{cap_lines} node-cap refusal lines"
+    );
+    assert_no_panic(&node);
+    println!(
+        "handshake flood: {FLOOD} connections held by {connected_after:?}, closed by {longest:?} (timeout {timeout:?}); \
+         {over_cap}/20 refused at the node cap; memory {mem_quiet:.1} -> {mem_attacked:.1} MB; log lines: {dropped_lines} timeouts, {address_lines} per-address, {cap_lines} node cap"
     );
 }

@@ -34,6 +34,25 @@ use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::storage::Storage;
 
+/// Accept-queue length of the listeners: a burst of connections (a flood beside real
+/// viewers, or thousands of players tuning in at once) waits in the kernel instead of having
+/// its SYNs dropped and retried a second or more later. The kernel caps it at
+/// `net.core.somaxconn` (4096 on these machines).
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// A TCP listener on `addr` with [`LISTEN_BACKLOG`] (tokio's `bind` leaves the standard
+/// library's 128).
+fn bind_listener(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -65,21 +84,17 @@ async fn run(config: Option<std::path::PathBuf>) -> anyhow::Result<()> {
         .context("starting the registry")?;
     let (admin_token, generated) = resolve_admin_token(&cfg)?;
 
-    let rtmp = TcpListener::bind(cfg.rtmp.listen)
-        .await
+    let rtmp = bind_listener(cfg.rtmp.listen)
         .with_context(|| format!("binding RTMP on {}", cfg.rtmp.listen))?;
-    let http = TcpListener::bind(cfg.http.listen)
-        .await
+    let http = bind_listener(cfg.http.listen)
         .with_context(|| format!("binding HTTP on {}", cfg.http.listen))?;
     // `[tls]`: HTTPS (HTTP/2 + HTTP/1.1) and RTMPS beside the plain listeners.
     let tls = if cfg.tls.enabled() {
         let tls = listen::tls::Tls::setup(&cfg.tls, &cfg.node.data_dir)
             .context("setting up TLS ([tls])")?;
-        let https = TcpListener::bind(cfg.tls.https_listen)
-            .await
+        let https = bind_listener(cfg.tls.https_listen)
             .with_context(|| format!("binding HTTPS on {}", cfg.tls.https_listen))?;
-        let rtmps = TcpListener::bind(cfg.tls.rtmps_listen)
-            .await
+        let rtmps = bind_listener(cfg.tls.rtmps_listen)
             .with_context(|| format!("binding RTMPS on {}", cfg.tls.rtmps_listen))?;
         Some((tls, https, rtmps))
     } else {

@@ -176,6 +176,17 @@ impl RtmpPublisher {
         self.stop().await
     }
 
+    /// Write `bytes` as they are (hand-made chunks, for tests of hostile peers).
+    pub async fn send_raw(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
+        self.wr.write_all(bytes).await?;
+        Ok(())
+    }
+
+    /// Whether the server closes the connection within `limit`.
+    pub async fn closed_within(&mut self, limit: Duration) -> bool {
+        tokio::time::timeout(limit, &mut self.reader).await.is_ok()
+    }
+
     /// `deleteStream`/`FCUnpublish`, then close.
     pub async fn stop(&mut self) -> anyhow::Result<()> {
         for r in self.session.stop_publishing()? {

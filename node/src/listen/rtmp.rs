@@ -181,6 +181,9 @@ async fn accept_loop(
     }
 }
 
+/// Read buffer of a publishing connection (media arrives in chunks of up to 64 KiB).
+const PUBLISHING_READ_BUFFER: usize = 64 * 1024;
+
 /// The kind of a pre-publish drop, for [`LogPerCause`].
 fn drop_cause(reason: &str) -> &'static str {
     if reason.contains("not completed in time") {
@@ -314,12 +317,17 @@ impl Connection {
     {
         let handshake_deadline = accepted + self.handshake_timeout();
         let idle = Duration::from_millis(self.app.config.rtmp.idle_timeout_ms);
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut out = BytesMut::with_capacity(16 * 1024);
+        // Small until a publish is accepted: thousands of peers that never finish the
+        // handshake cost little each (issue 8: a 2,000-connection flood).
+        let mut buf = vec![0u8; 4 * 1024];
+        let mut out = BytesMut::with_capacity(4 * 1024);
         let result = loop {
             // Until publishing starts the whole exchange has one deadline; afterwards each
             // read has the idle timeout.
             let deadline = if self.ingest.is_some() {
+                if buf.len() < PUBLISHING_READ_BUFFER {
+                    buf.resize(PUBLISHING_READ_BUFFER, 0);
+                }
                 Instant::now() + idle
             } else {
                 handshake_deadline
