@@ -10,9 +10,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cluster_tests::load::procstat::{memory_bytes, raise_nofile_limit};
-use cluster_tests::load::publish::RtmpPublisher;
+use cluster_tests::load::publish::{make_flv, read_flv, RtmpPublisher};
 use cluster_tests::load::{run, LoadConfig, Mode};
 use cluster_tests::*;
+use hivecast_proto::flv::file::FlvTag;
 use serde_json::Value;
 
 const LIVE_DEADLINE: Duration = Duration::from_secs(15);
@@ -506,4 +507,186 @@ async fn an_rtmp_handshake_flood_is_timed_out_capped_and_logged_once_per_cause()
         "handshake flood: {FLOOD} connections held by {connected_after:?}, closed by {longest:?} (timeout {timeout:?}); \
          {over_cap}/20 refused at the node cap; memory {mem_quiet:.1} -> {mem_attacked:.1} MB; log lines: {dropped_lines} timeouts, {address_lines} per-address, {cap_lines} node cap"
     );
+}
+
+/// One RTMP message as chunks: a type-0 header on chunk stream `csid`, then type-3
+/// continuation headers every `chunk` bytes.
+fn chunked(csid: u8, type_id: u8, msid: u32, ts: u32, payload: &[u8], chunk: usize) -> Vec<u8> {
+    let mut out = vec![csid & 0x3f];
+    out.extend_from_slice(&ts.min(0xff_ffff).to_be_bytes()[1..]);
+    out.extend_from_slice(&(payload.len() as u32).to_be_bytes()[1..]);
+    out.push(type_id);
+    out.extend_from_slice(&msid.to_le_bytes());
+    for (i, part) in payload.chunks(chunk).enumerate() {
+        if i > 0 {
+            out.push(0xc0 | (csid & 0x3f));
+        }
+        out.extend_from_slice(part);
+    }
+    out
+}
+
+/// Publishes `tags` with real-time pacing, each at `ts(tag timestamp)`.
+async fn play(p: &mut RtmpPublisher, tags: &[FlvTag], ts: impl Fn(u32) -> u32) {
+    let start = Instant::now();
+    let first = tags.first().map_or(0, |t| t.timestamp_ms);
+    for t in tags {
+        let due = start + Duration::from_millis(u64::from(t.timestamp_ms - first));
+        tokio::time::sleep_until(due.into()).await; // real-time pacing of the publisher
+        p.send(t, ts(t.timestamp_ms)).await.expect("send a tag");
+    }
+}
+
+/// Publishers that lie: a chunk size of 2^31-1, a 16 MiB message, AMF nested 200 deep, an
+/// unknown message type, timestamps that jump by hours, an AVC sequence header whose SPS
+/// length points past its end. Each is dropped with its reason in the log (or, for the unknown
+/// type and the clock jumps, skipped or re-based while the stream goes on), beside a
+/// legitimate stream whose viewers see no difference beyond 2x.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lying_rtmp_peers_are_dropped_or_corrected_with_the_reason() {
+    const CHUNK: usize = 4096; // rml_rtmp's client announces 4096 after connect
+    let dir = tempfile::tempdir().unwrap();
+    let tags = read_flv(&make_flv(dir.path(), "320x180", 9)).unwrap();
+    let node = Node::start(NodeOpts {
+        segment_target_ms: 1000,
+        extra_toml: "[transcode]\nenabled = false\n".into(),
+        ..NodeOpts::default()
+    })
+    .await;
+    let _legit = legit_stream(&node).await;
+    let quiet = llhls_quality(&node, "legit", 5, 6).await;
+    let rtmp = node.rtmp_addr().to_string();
+    let limit = Duration::from_secs(5);
+    let publish = async |stream: &str| {
+        let key = node.create_key(stream).await;
+        RtmpPublisher::connect(&rtmp, &key.key, limit)
+            .await
+            .unwrap_or_else(|e| panic!("publish {stream}: {e:#}"))
+    };
+
+    let attacks = async {
+        // Drops: each closes the connection, with its reason.
+        let cases: [(&str, Vec<u8>, &str); 3] = [
+            (
+                "chunk-size",
+                chunked(2, 1, 0, 0, &0x7fff_ffffu32.to_be_bytes(), CHUNK),
+                "peer chunk size 2147483647 exceeds the limit",
+            ),
+            (
+                "huge-message",
+                {
+                    let mut h = chunked(6, 9, 1, 0, &[], CHUNK);
+                    h[4..7].copy_from_slice(&[0xff, 0xff, 0xff]); // announce 16 MiB - 1
+                    h.extend_from_slice(&[0x17; 512]);
+                    h
+                },
+                "message of 16777215 bytes exceeds the limit",
+            ),
+            (
+                "deep-amf",
+                {
+                    let mut amf = vec![0x02, 0x00, 0x03, b'f', b'o', b'o', 0x00];
+                    amf.extend_from_slice(&0f64.to_be_bytes());
+                    for _ in 0..200 {
+                        amf.extend_from_slice(&[0x03, 0x00, 0x01, b'a']);
+                    }
+                    chunked(3, 20, 0, 0, &amf, CHUNK)
+                },
+                "nests deeper than 16 levels",
+            ),
+        ];
+        for (stream, bytes, reason) in cases {
+            let mut p = publish(stream).await;
+            p.send_raw(&bytes).await.expect("send");
+            assert!(
+                p.closed_within(limit).await,
+                "{stream}: the connection was not closed"
+            );
+            wait_until(&format!("{stream}: the reason logged"), limit, async || {
+                (log_lines(&node, reason) > 0).then_some(())
+            })
+            .await;
+        }
+
+        // An unknown message type mid-stream: skipped, said once, the stream goes on.
+        let mut p = publish("skipper").await;
+        play(&mut p, &tags[..tags.len() / 3], |t| t).await;
+        for _ in 0..3 {
+            p.send_raw(&chunked(7, 0x42, 1, 0, b"not a type", CHUNK))
+                .await
+                .expect("send");
+        }
+        play(&mut p, &tags[tags.len() / 3..tags.len() / 2], |t| t).await;
+        assert!(
+            !p.closed_within(Duration::from_millis(200)).await,
+            "an unknown message type closed the connection"
+        );
+        assert_eq!(
+            node.stream_state("skipper").await.as_deref(),
+            Some("ACTIVE")
+        );
+        let skipped = log_lines(&node, "skipped an RTMP message of a type");
+        assert_eq!(skipped, 1, "{skipped} lines for three skipped messages");
+        let _ = p.stop().await;
+
+        // A clock that jumps three hours forward, then back: re-based, the stream goes on with
+        // ordinary segment durations.
+        let mut p = publish("jumpy").await;
+        let hours = 3 * 3_600_000;
+        let third = |t: &FlvTag| t.timestamp_ms / 3000;
+        let split = |k: u32| {
+            tags.iter()
+                .filter(|t| third(t) == k)
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        play(&mut p, &split(0), |t| t).await;
+        play(&mut p, &split(1), |t| t + hours).await;
+        play(&mut p, &split(2), |t| t).await;
+        assert_eq!(node.stream_state("jumpy").await.as_deref(), Some("ACTIVE"));
+        let playlist = node
+            .get_ok_text("/hls/jumpy/source/index.m3u8")
+            .await
+            .expect("jumpy playlist");
+        let longest = playlist
+            .lines()
+            .filter_map(|l| l.strip_prefix("#EXTINF:"))
+            .filter_map(|l| l.trim_end_matches(',').parse::<f64>().ok())
+            .fold(0.0, f64::max);
+        assert!(
+            longest > 0.0 && longest < 2.5,
+            "a segment of {longest} s after the clock jumps:\n{playlist}"
+        );
+        assert!(log_lines(&node, "publisher timestamps jumped") >= 1);
+        let _ = p.stop().await;
+
+        // An AVC sequence header whose SPS length (0xffff) points past its end: the stream
+        // fails with the reason, its connection closes.
+        let mut p = publish("liar").await;
+        let mut record = vec![
+            0x17, 0x00, 0, 0, 0, 0x01, 0x42, 0xc0, 0x1e, 0xff, 0xe1, 0xff, 0xff,
+        ];
+        record.extend_from_slice(&[0x67, 0x42, 0xc0, 0x1e, 0x95]);
+        let liar = FlvTag {
+            tag_type: 9,
+            timestamp_ms: 0,
+            data: record.into(),
+        };
+        p.send(&liar, 0).await.expect("send");
+        let status = node
+            .wait_stream_state("liar", "ERROR", Duration::from_secs(10))
+            .await;
+        let error = status["error"].as_str().unwrap_or_default().to_owned();
+        assert!(error.contains("H.264"), "the error says {error:?}");
+        assert!(
+            p.closed_within(limit).await,
+            "the liar's connection stayed open"
+        );
+        error
+    };
+    let (attacked, liar_error) = tokio::join!(llhls_quality(&node, "legit", 5, 22), attacks);
+    assert_within_2x("lying RTMP peers", quiet, attacked);
+    assert_eq!(node.stream_state("legit").await.as_deref(), Some("ACTIVE"));
+    assert_no_panic(&node);
+    println!("lying peers: every case handled; the liar's stream error: {liar_error}");
 }

@@ -332,7 +332,20 @@ impl Connection {
             } else {
                 handshake_deadline
             };
-            let n = match tokio::time::timeout_at(deadline, sock.read(&mut buf)).await {
+            // A stream the server ended (an ingest failure: a bad sequence header, a codec
+            // change, the media timeout; or fencing) closes its connection at once, not at the
+            // publisher's next frame or idle timeout.
+            let ingest_gone = async {
+                match &self.ingest {
+                    Some(p) => p.tx.closed().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let read = tokio::select! {
+                r = tokio::time::timeout_at(deadline, sock.read(&mut buf)) => r,
+                () = ingest_gone => break Err("stream ended by the server".to_owned()),
+            };
+            let n = match read {
                 Err(_) if self.ingest.is_some() => {
                     break Err(format!("idle for {} ms", idle.as_millis()))
                 }
