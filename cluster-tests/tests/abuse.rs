@@ -690,3 +690,147 @@ async fn lying_rtmp_peers_are_dropped_or_corrected_with_the_reason() {
     assert_no_panic(&node);
     println!("lying peers: every case handled; the liar's stream error: {liar_error}");
 }
+
+/// Playlist abuse beside a live stream: a request far in the future is refused at once (400);
+/// 5,000 requests a second for streams that do not exist get the cheap 404 while the
+/// legitimate stream's viewers see no difference beyond 2x; 10,000 blocking reloads held at
+/// once cost bounded memory and are all answered with the final playlist when the stream ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn playlist_storms_and_ten_thousand_held_reloads_are_bounded() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const HELD: usize = 10_000;
+    raise_nofile_limit();
+    let node = Node::start(NodeOpts {
+        segment_target_ms: 4000,
+        ..NodeOpts::default()
+    })
+    .await;
+    let mut legit = legit_stream(&node).await;
+    let quiet = llhls_quality(&node, "legit", 5, 6).await;
+
+    // Far in the future: 400 at once.
+    let t = Instant::now();
+    let (status, body) = node
+        .get_text("/cmaf/legit/source/index.m3u8?_HLS_msn=999999&_HLS_part=0")
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "the 400 took {:?}",
+        t.elapsed()
+    );
+
+    // 5,000 requests a second for unknown streams' playlists, 6 s, beside the viewers.
+    let storm_for = Duration::from_secs(6);
+    let base = node.http_url();
+    let storm = async {
+        let client = reqwest::Client::new();
+        let mut tasks = Vec::new();
+        for w in 0..25u32 {
+            let (client, base) = (client.clone(), base.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_millis(5)); // 200/s per task
+                let (start, mut n, mut not_found) = (Instant::now(), 0u64, 0u64);
+                while start.elapsed() < storm_for {
+                    tick.tick().await;
+                    n += 1;
+                    let url = format!("{base}/cmaf/nosuch-{w}-{}/source/index.m3u8", n % 100);
+                    if let Ok(r) = client.get(url).send().await {
+                        not_found += u64::from(r.status() == 404);
+                        let _ = r.bytes().await;
+                    }
+                }
+                (n, not_found)
+            }));
+        }
+        let (mut sent, mut not_found) = (0, 0);
+        for t in tasks {
+            let (n, nf) = t.await.unwrap();
+            sent += n;
+            not_found += nf;
+        }
+        (sent, not_found)
+    };
+    let (attacked, (sent, not_found)) = tokio::join!(llhls_quality(&node, "legit", 5, 6), storm);
+    assert_within_2x("unknown-playlist storm", quiet, attacked);
+    assert_eq!(not_found, sent, "{sent} requests, {not_found} answered 404");
+    let storm_rate = sent as f64 / storm_for.as_secs_f64();
+
+    // 10,000 blocking reloads for the segment after next, held at once.
+    let text = node
+        .get_ok_text("/cmaf/legit/source/index.m3u8")
+        .await
+        .expect("playlist");
+    let next = LlHlsPlaylist::parse(&text).expect("playlist").next_msn();
+    let mem_before = node_memory_mb(&node);
+    let addr = node.http_addr();
+    let request = format!(
+        "GET /cmaf/legit/source/index.m3u8?_HLS_msn={}&_HLS_part=0 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        next + 1
+    );
+    let mut held = Vec::new();
+    for _ in 0..HELD {
+        let request = request.clone();
+        held.push(tokio::spawn(async move {
+            let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+            s.write_all(request.as_bytes()).await.ok()?;
+            let mut answer = Vec::new();
+            tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut answer))
+                .await
+                .ok()?
+                .ok()?;
+            Some((
+                Instant::now(),
+                String::from_utf8_lossy(&answer).into_owned(),
+            ))
+        }));
+    }
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{}/fd", node.pid()?))
+            .ok()
+            .map(|d| d.count())
+    };
+    wait_until(
+        "the reloads to be held",
+        Duration::from_secs(20),
+        async || (fds()? >= HELD).then_some(()),
+    )
+    .await;
+    let mem_held = node_memory_mb(&node);
+    let held_at = Instant::now();
+    let (_, stopped_at) = legit.stop_gracefully().await.expect("stop the publisher");
+    let mut answers = Vec::new();
+    for h in held {
+        answers.push(h.await.unwrap());
+    }
+    let failed = answers.iter().filter(|a| a.is_none()).count();
+    assert_eq!(failed, 0, "{failed} of {HELD} held reloads got no answer");
+    let answers: Vec<_> = answers.into_iter().flatten().collect();
+    let not_final = answers
+        .iter()
+        .filter(|(_, a)| !(a.starts_with("HTTP/1.1 200") && a.contains("#EXT-X-ENDLIST")))
+        .count();
+    let last = answers.iter().map(|(t, _)| *t).max().unwrap();
+    let after_stop = last.saturating_duration_since(stopped_at);
+    println!(
+        "playlist abuse: {sent} unknown-playlist requests at {storm_rate:.0}/s all 404; {HELD} held reloads: \
+         memory {mem_before:.1} -> {mem_held:.1} MB ({:.1} KB each), held {:?} before the end, all answered {after_stop:?} after it ({not_final} not the final playlist)",
+        (mem_held - mem_before) * 1000.0 / HELD as f64,
+        stopped_at.saturating_duration_since(held_at),
+    );
+    // Some reloads are answered by the next segment before the end; the rest by the end.
+    assert!(
+        not_final < HELD / 2,
+        "{not_final} of {HELD} held reloads were not answered with the final playlist"
+    );
+    assert!(
+        after_stop < Duration::from_secs(5),
+        "the last held reload was answered {after_stop:?} after the stream ended"
+    );
+    assert!(
+        mem_held - mem_before < 500.0,
+        "{HELD} held reloads took {:.1} MB",
+        mem_held - mem_before
+    );
+    assert_no_panic(&node);
+}
