@@ -866,6 +866,125 @@ async fn killed_publisher_puts_the_stream_in_error() {
     assert!(v.get("error").is_some(), "{v}");
 }
 
+/// `EXT-X-DISCONTINUITY-SEQUENCE` of a media playlist (0 if absent).
+fn discontinuity_seq(text: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-DISCONTINUITY-SEQUENCE:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Issue 9 §1: during a short publisher gap (the connection drops, the broadcaster reconnects)
+/// every playlist URL keeps answering 200, also between the new session's start and its first
+/// segment (Safari gives up on a child playlist that answers 404), the new session continues
+/// the timeline (next media sequence number, next discontinuity sequence), and the previous
+/// session's last segments stay fetchable for players still working through them.
+#[tokio::test]
+async fn playlists_keep_answering_through_a_publisher_reconnect() {
+    let (node, key, mut publisher) = start_live(NodeOpts::default(), STREAM).await;
+    let playlists = [
+        ts_master(STREAM),
+        ts_media(STREAM),
+        cmaf_master(STREAM),
+        cmaf_video(STREAM),
+        cmaf_audio(STREAM),
+        mpd(STREAM),
+    ];
+    for path in [ts_media(STREAM), cmaf_video(STREAM), cmaf_audio(STREAM)] {
+        wait_segments(&node, &path, 2).await;
+    }
+    let epoch1 = node.stream_status(STREAM).await["epoch"].as_u64().unwrap();
+    publisher.kill();
+    node.wait_stream_state(STREAM, "ERROR", Duration::from_secs(10))
+        .await;
+    let mut last_old = Vec::new();
+    for path in [ts_media(STREAM), cmaf_video(STREAM)] {
+        let (code, text) = node.get_text(&path).await;
+        assert_eq!(code, 200, "{path} after the drop: {text}");
+        let p = LlHlsPlaylist::parse(&text).unwrap();
+        assert!(
+            !p.endlist,
+            "{path}: ENDLIST after a dropped connection:\n{text}"
+        );
+        last_old.push((path, p, discontinuity_seq(&text)));
+    }
+
+    // Poll every playlist every 50 ms from before the reconnect until the new session's
+    // segments are listed everywhere.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut pollers = Vec::new();
+    for path in playlists.clone() {
+        let url = format!("{}{path}", node.http_url());
+        let http = node.http().clone();
+        let stop = stop.clone();
+        pollers.push(tokio::spawn(async move {
+            let mut answers: Vec<u16> = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let code = match http.get(&url).send().await {
+                    Ok(r) => r.status().as_u16(),
+                    Err(_) => 0,
+                };
+                answers.push(code);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            (path, answers)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _publisher = Publisher::ffmpeg(&node.rtmp_url(&key.key), PublishOpts::default());
+    let epoch2 = wait_until("a new ACTIVE session", LIVE_DEADLINE, async || {
+        let s = node.stream_status(STREAM).await;
+        let e = s["epoch"].as_u64()?;
+        (as_str(&s, "status") == "ACTIVE" && e > epoch1).then_some(e)
+    })
+    .await;
+    for (path, old, old_dseq) in &last_old {
+        let (text, p) = wait_until(
+            &format!("{path} to list a segment of epoch {epoch2}"),
+            Duration::from_secs(20),
+            async || {
+                let (code, text) = node.get_text(path).await;
+                let p = LlHlsPlaylist::parse(&text).ok()?;
+                let new = p
+                    .segments
+                    .iter()
+                    .any(|s| s.uri.contains(&format!("{epoch2}-")));
+                (code == 200 && new).then_some((text, p))
+            },
+        )
+        .await;
+        let old_last = old.segments.last().unwrap().msn;
+        assert!(
+            p.media_sequence > old_last,
+            "{path}: the new session restarted the media sequence ({} after {old_last}):\n{text}",
+            p.media_sequence
+        );
+        assert_eq!(
+            discontinuity_seq(&text),
+            old_dseq + 1,
+            "{path}: discontinuity sequence after one new session:\n{text}"
+        );
+        // The previous session's last segments are still served (immutable names).
+        for seg in old.segments.iter().rev().take(2) {
+            let dir = path.rsplit_once('/').unwrap().0;
+            let (code, _) = node.get_text(&format!("{dir}/{}", seg.uri)).await;
+            assert_eq!(code, 200, "{dir}/{} after the re-publish", seg.uri);
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for p in pollers {
+        let (path, answers) = p.await.unwrap();
+        let bad: Vec<&u16> = answers.iter().filter(|c| **c != 200).collect();
+        assert!(
+            answers.len() > 20 && bad.is_empty(),
+            "{path}: {} of {} polls through the reconnect did not answer 200: {bad:?}",
+            bad.len(),
+            answers.len()
+        );
+    }
+}
+
 /// Issue 2 §6: no media for `media_timeout_ms` puts the stream in ERROR (the publisher stays connected).
 #[tokio::test]
 async fn media_timeout_puts_the_stream_in_error() {
@@ -982,8 +1101,24 @@ async fn segment_uris_never_repeat_across_republish_and_restart() {
         .await;
         let epoch = status["epoch"].as_u64().unwrap();
         let mut uris = HashSet::new();
+        // Until the new session's first segments, its playlist URLs answer with the previous
+        // session's last playlist (see `playlists_keep_answering_through_a_publisher_reconnect`).
         for path in &playlists {
-            wait_segments(&node, path, 2).await;
+            wait_until(
+                &format!("run {run}: {path} to list 2 segments of epoch {epoch}"),
+                Duration::from_secs(25),
+                async || {
+                    fetch_playlist(&node, path).await.filter(|p| {
+                        let own = format!("{epoch}-");
+                        p.segments
+                            .iter()
+                            .filter(|s| s.uri.starts_with(&own))
+                            .count()
+                            >= 2
+                    })
+                },
+            )
+            .await;
         }
         collect_uris(&node, &refs, &mut uris).await;
         let (exit, _) = publisher.stop_gracefully().await.expect("stop");

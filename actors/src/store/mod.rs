@@ -99,6 +99,9 @@ pub struct StreamMedia {
     video_renditions: RwLock<Option<Vec<RenditionId>>>,
     /// Every change, for replication ([`StreamMedia::follow`]); each track holds a clone.
     feed: broadcast::Sender<MediaOp>,
+    /// The session this one replaced, kept (once it is over) until this one has a full window
+    /// of segments: see [`StreamMedia::previous`].
+    previous: Mutex<Option<Arc<StreamMedia>>>,
 }
 
 impl StreamMedia {
@@ -116,7 +119,48 @@ impl StreamMedia {
             interrupted: AtomicBool::new(false),
             video_renditions: RwLock::new(None),
             feed: broadcast::channel(FEED_CAPACITY).0,
+            previous: Mutex::new(None),
         })
+    }
+
+    /// The stream's previous session, while this one is young: between a re-publish and this
+    /// session's first segment the stream's playlist URLs answer with the previous session's
+    /// last playlist (players, Safari above all, give up on a child playlist that answers
+    /// 404), and a player still working through the previous session's last segments gets
+    /// them (their names carry that session's epoch, so no cache can mix them up). Dropped,
+    /// with its media, once every track of this session has a full live window.
+    pub fn previous(&self) -> Option<Arc<StreamMedia>> {
+        self.previous
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Keep `old` as [`StreamMedia::previous`] (never a chain: `old` lets go of its own).
+    fn set_previous(&self, old: Arc<StreamMedia>) {
+        old.previous
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        *self.previous.lock().unwrap_or_else(|e| e.into_inner()) = Some(old);
+    }
+
+    /// Drop [`StreamMedia::previous`] once every track has a full window of this session's
+    /// segments.
+    fn release_previous(&self) {
+        let mut g = self.previous.lock().unwrap_or_else(|e| e.into_inner());
+        if g.is_none() {
+            return;
+        }
+        let full = self.config.msn_base + self.config.window_segments as u64;
+        let tracks: Vec<_> = self
+            .cmaf_tracks()
+            .into_iter()
+            .chain(self.ts_tracks())
+            .collect();
+        if !tracks.is_empty() && tracks.iter().all(|t| t.next_msn() >= full) {
+            g.take();
+        }
     }
 
     /// Add (or return the existing) track for `rendition` in `format`.
@@ -302,6 +346,7 @@ impl StreamMedia {
         };
         let playlist = render::media_playlist(track, &siblings);
         track.publish_playlist(playlist);
+        self.release_previous();
     }
 
     /// Re-render the DASH MPD from every CMAF track.
@@ -327,12 +372,19 @@ impl SegmentStore {
         Arc::new(Self::default())
     }
 
-    /// Install a new publish session, replacing any older one of the same stream.
+    /// Install a new publish session, replacing any older one of the same stream (which the
+    /// new one keeps as its [`StreamMedia::previous`] for a while).
     pub fn insert(&self, media: Arc<StreamMedia>) {
         let mut g = self.streams.write().unwrap_or_else(|e| e.into_inner());
         match g.get(&media.name) {
             Some(old) if old.epoch > media.epoch => {}
-            _ => {
+            Some(old) if old.epoch == media.epoch => {
+                g.insert(media.name.clone(), media);
+            }
+            old => {
+                if let Some(old) = old {
+                    media.set_previous(old.clone());
+                }
                 g.insert(media.name.clone(), media);
             }
         }
@@ -360,5 +412,72 @@ impl SegmentStore {
             .values()
             .cloned()
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+
+    use super::{MediaConfig, SegmentStore, StreamMedia, TrackFormat, TrackKind};
+    use crate::types::{Epoch, RenditionId, StreamName};
+
+    fn session(epoch: u64, msn_base: u64) -> Arc<StreamMedia> {
+        StreamMedia::new(
+            StreamName::new("live").unwrap(),
+            Epoch(epoch),
+            MediaConfig {
+                msn_base,
+                window_segments: 3,
+                ..MediaConfig::default()
+            },
+        )
+    }
+
+    /// One segment of one part on `media`'s source track, rendered as the packager does.
+    fn segment(media: &StreamMedia, track: &super::TrackStore, at: u64) {
+        track.begin_segment(at, 1);
+        assert!(track.push_part(2.0, true, Bytes::from_static(b"media")));
+        track.finish_segment(at + 180_000, None);
+        media.render(track);
+    }
+
+    /// A new session keeps the one it replaced (never a chain) until each of its tracks has a
+    /// full live window; an older session never replaces a newer one.
+    #[test]
+    fn a_new_session_keeps_the_previous_until_its_window_is_full() {
+        let store = SegmentStore::new();
+        let first = session(1, 0);
+        store.insert(first.clone());
+        assert!(first.previous().is_none());
+        let t1 = first.track(RenditionId::source(), TrackFormat::Cmaf, TrackKind::Video);
+        segment(&first, &t1, 0);
+        first.interrupt();
+
+        let second = session(2, 5);
+        store.insert(second.clone());
+        assert_eq!(second.previous().map(|p| p.epoch), Some(Epoch(1)));
+        // The older session inserted again (a late replica, say) changes nothing.
+        store.insert(first.clone());
+        assert_eq!(store.get("live").map(|m| m.epoch), Some(Epoch(2)));
+
+        let third = session(3, 10);
+        store.insert(third.clone());
+        assert_eq!(third.previous().map(|p| p.epoch), Some(Epoch(2)));
+        assert!(second.previous().is_none(), "no chain of sessions");
+
+        let t3 = third.track(RenditionId::source(), TrackFormat::Cmaf, TrackKind::Video);
+        for i in 0..2 {
+            segment(&third, &t3, i * 180_000);
+            assert!(
+                third.previous().is_some(),
+                "released after {} segments",
+                i + 1
+            );
+        }
+        segment(&third, &t3, 2 * 180_000);
+        assert!(third.previous().is_none(), "kept past a full window");
     }
 }

@@ -240,12 +240,20 @@ async fn master(
 ) -> Result<Response, ApiError> {
     let media = media_of(app, stream).await?;
     let guard = track_request(app, media.name.as_str(), None, viewer);
+    // Between a re-publish and the new session's first segments: the previous session's
+    // master (the same child URLs, see `track_for`).
+    let (media, mut body) = match master_playlist(&media, format) {
+        Some(body) => (media, body),
+        None => media
+            .previous()
+            .filter(|p| p.is_over())
+            .and_then(|p| master_playlist(&p, format).map(|body| (p, body)))
+            .ok_or_else(|| ApiError::not_found(format!("stream {stream} has no segment yet")))?,
+    };
     let tracks = match format {
         TrackFormat::Ts => media.ts_tracks(),
         TrackFormat::Cmaf => media.cmaf_tracks(),
     };
-    let mut body = master_playlist(&media, format)
-        .ok_or_else(|| ApiError::not_found(format!("stream {stream} has no segment yet")))?;
     // A protected stream's children live under the token's directory; the master itself is
     // the same for every holder of the token (tokens are shared: see `crate::tokens`).
     if let Some(token) = token {
@@ -295,6 +303,11 @@ async fn mpd(
     let token = check_token(&app, &stream, query_token(query.as_deref()))?;
     let media = media_of(&app, &stream).await?;
     let guard = track_request(&app, media.name.as_str(), None, &viewer);
+    // Between a re-publish and the new session's first segments: the previous session's.
+    let media = match media.mpd() {
+        None => media.previous().filter(|p| p.is_over()).unwrap_or(media),
+        Some(_) => media,
+    };
     let mut mpd = media
         .mpd()
         .ok_or_else(|| ApiError::not_found(format!("stream {stream} has no segment yet")))?;
@@ -404,12 +417,12 @@ async fn hls_object(
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
     let media = media_of(app, stream).await?;
-    let track = media
-        .find(TrackFormat::Ts, rendition)
+    let name = parse_media_name(file);
+    let (media, track) = track_for(&media, TrackFormat::Ts, rendition, name.as_ref(), false)
         .ok_or_else(|| ApiError::not_found(format!("no rendition {rendition}")))?;
     let guard = track_file(app, &media, &track, viewer);
     let cfg = &app.config.cache;
-    let resp = match parse_media_name(file) {
+    let resp = match name {
         Some(MediaName::Playlist) => playlist(app, &media, &track, query.as_deref(), headers).await,
         Some(MediaName::TsSegment { epoch, msn }) if epoch == media.epoch => track
             .segment(msn)
@@ -418,6 +431,49 @@ async fn hls_object(
         _ => Err(ApiError::not_found(format!("no file {file}"))),
     };
     resp.map(|r| sent(guard, r))
+}
+
+/// The session and track that answer for `file` (already parsed as `name`) of `rendition`:
+/// the current session's, except across a re-publish (see [`StreamMedia::previous`]):
+/// - a media object named with the previous session's epoch comes from the previous session;
+/// - the media playlist, while the current session has none yet, is the previous session's
+///   last one (over, so briefly cacheable), except for a `blocking` reload: its URL names a
+///   version the previous session never had, so it waits for the current one.
+fn track_for(
+    media: &Arc<StreamMedia>,
+    format: TrackFormat,
+    rendition: &str,
+    name: Option<&MediaName>,
+    blocking: bool,
+) -> Option<(Arc<StreamMedia>, Arc<TrackStore>)> {
+    let epoch = match name {
+        Some(
+            MediaName::Init { epoch }
+            | MediaName::Segment { epoch, .. }
+            | MediaName::Part { epoch, .. }
+            | MediaName::TsSegment { epoch, .. },
+        ) => Some(*epoch),
+        _ => None,
+    };
+    let previous = || media.previous().filter(|p| p.is_over());
+    if let Some(epoch) = epoch.filter(|e| *e != media.epoch) {
+        let p = previous().filter(|p| p.epoch == epoch)?;
+        let t = p.find(format, rendition)?;
+        return Some((p, t));
+    }
+    let current = media.find(format, rendition);
+    let answers = |t: &Arc<TrackStore>| t.playlist_version().is_some();
+    let plain_reload = matches!(name, Some(MediaName::Playlist)) && !blocking;
+    if plain_reload && !current.as_ref().is_some_and(answers) {
+        let last = previous().and_then(|p| {
+            let t = p.find(format, rendition).filter(answers)?;
+            Some((p, t))
+        });
+        if last.is_some() {
+            return last;
+        }
+    }
+    current.map(|t| (media.clone(), t))
 }
 
 /// Track a request for a file of `track`: a video rendition names the viewer's quality.
@@ -461,16 +517,25 @@ async fn cmaf_object(
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
     let media = media_of(app, stream).await?;
-    let track = media
-        .find(TrackFormat::Cmaf, rendition)
-        .ok_or_else(|| ApiError::not_found(format!("no rendition {rendition}")))?;
+    let name = parse_media_name(file);
+    let blocking = query
+        .as_deref()
+        .is_some_and(|q| matches!(hls::parse_blocking_request(q), Ok(Some(_))));
+    let (media, track) = track_for(
+        &media,
+        TrackFormat::Cmaf,
+        rendition,
+        name.as_ref(),
+        blocking,
+    )
+    .ok_or_else(|| ApiError::not_found(format!("no rendition {rendition}")))?;
     let guard = track_file(app, &media, &track, viewer);
     let cfg = &app.config.cache;
     let init_type = match track.kind {
         TrackKind::Video => cache::INIT_VIDEO,
         TrackKind::Audio => cache::INIT_AUDIO,
     };
-    let resp = match parse_media_name(file) {
+    let resp = match name {
         Some(MediaName::Playlist) => playlist(app, &media, &track, query.as_deref(), headers).await,
         Some(MediaName::Init { epoch }) if epoch == media.epoch => track
             .init()
