@@ -217,6 +217,14 @@ async fn a_viewer_plays_switches_down_and_leaves_and_the_dashboard_follows() {
         .as_f64()
         .map(|at| (at - page_throttled).max(0.0) as u64)
         .unwrap_or_else(|| panic!("no recorded decision to switch down: {state}"));
+    // The page's own emergency switches to the lowest rung (watch.js, abrWithLowestRung), in
+    // ms after the throttle, with the rate it saw and the buffer left.
+    let emergencies = player
+        .eval(&format!(
+            "window.hivecast.emergencies.filter(e => e.at >= {page_throttled}).map(e => ({{ ...e, at: Math.round(e.at - {page_throttled}) }}))"
+        ))
+        .await
+        .expect("eval");
     let switches = player.eval("window.hivecast.switches").await.expect("eval");
     assert!(
         switches.as_array().map_or(0, Vec::len) as u64 > switches_before,
@@ -235,14 +243,31 @@ async fn a_viewer_plays_switches_down_and_leaves_and_the_dashboard_follows() {
         switch_visible_ms <= 2000,
         "the switch took {switch_visible_ms} ms from the player's decision to the analytics"
     );
-    // The issue's target is a switch within 2 s of the throttle; hls.js's own ABR on LL-HLS
-    // takes longer (recorded in docs/BENCHMARKS.md): the bound checked here is the one it meets
-    // on every run, the figure is printed below.
+    // The issue's target: the lower rendition on screen within 2 s of the throttle. hls.js's own
+    // ABR takes 3.5-5 s here (it never emergency-switches to the lowest rung); the page's rule
+    // for that case (watch.js, abrWithLowestRung) makes it about 1 s (docs/BENCHMARKS.md).
     assert!(
-        switch_down_ms <= 10_000,
-        "hls.js switched down {switch_down_ms} ms after the throttle: {state}"
+        switch_down_ms <= 2_000,
+        "the lower rendition reached the screen {switch_down_ms} ms after the throttle \
+         (decided after {decided_ms} ms; the page's emergency switches: {emergencies}): {state}"
     );
     player.clear_network_emulation().await.expect("unthrottle");
+    // The emergency restarts the bandwidth estimate low; once the network is back, the ABR
+    // climbs back to the top rendition.
+    let unthrottled = Instant::now();
+    player
+        .wait_for(
+            "window.hivecast.rendition === '360p'",
+            Duration::from_secs(20),
+        )
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "hls.js back at 360p after the throttle lifts: {e:#}\n{:?}",
+                player.console()
+            )
+        });
+    let switch_up_ms = ms(unthrottled.elapsed());
 
     player
         .screenshot(&shots.join("player.png"))
@@ -339,6 +364,8 @@ async fn a_viewer_plays_switches_down_and_leaves_and_the_dashboard_follows() {
             "switch_decided_ms": decided_ms,
             "switch_down_ms": switch_down_ms,
             "switch_visible_ms": switch_visible_ms,
+            "emergency_switches": emergencies,
+            "switch_up_ms": switch_up_ms,
             "leave_visible_ms": leave_visible_ms,
             "ended_visible_ms": ended_ms,
         })

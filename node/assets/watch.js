@@ -8,7 +8,8 @@
 // URLs different and defeat CDN caching) and beacons to /v1/beacon.
 //
 // window.hivecast is kept current for automated browser tests: {sid, stream, format, state, epoch,
-// player, firstFrameMs, latencyMs, bufferMs, level, rendition, levels, switches, stalls, errors}.
+// player, firstFrameMs, latencyMs, bufferMs, level, rendition, levels, switches, requested, emergencies,
+// stalls, errors}.
 
 const HLS_URL = '/assets/vendor/hls.min.js';
 const BEACON_URL = '/v1/beacon';
@@ -56,6 +57,8 @@ const hc = {
   requested: [],
   stalls: 0,
   errors: [],
+  // Emergency switches to the lowest rung made by this page (see abrWithLowestRung).
+  emergencies: [],
 };
 window.hivecast = hc;
 
@@ -281,15 +284,96 @@ async function startPlayer() {
   }
 }
 
+// ---- emergency switch-down to the lowest rung ----
+//
+// hls.js's emergency rule (AbrController._abandonRulesCheck, every 100 ms while a fragment or
+// part loads) looks for a rung between the loading one and the lowest, never at the lowest
+// itself (its loop stops above minAutoLevel), so from the second-lowest rung, the whole ladder
+// of a two-rung stream, a throttled viewer waits for the slow parts already in flight and then
+// for the estimate to catch up: 3.5-5 s. This adds the missing case with hls.js's own numbers:
+// when the part in flight will not arrive before the buffer runs dry and the lowest rung's part
+// would load sooner at the rate actually seen, abort it, restart the estimate from that rate and
+// load the lowest rung next, as hls.js does for the rungs it does consider. Returns a subclass
+// of hls.js's AbrController, or hls.js's own if its internals are not the ones expected.
+
+function abrWithLowestRung(Hls, E) {
+  const Base = Hls.DefaultConfig.abrController;
+  return class extends Base {
+    constructor(h, ...rest) {
+      super(h, ...rest);
+      const own = this._abandonRulesCheck;
+      if (typeof own !== 'function') return;
+      this._abandonRulesCheck = (levelLoaded) => {
+        own(levelLoaded);
+        try {
+          this.lowestRungCheck(h, E);
+        } catch (e) {
+          noteError(`abr: ${e}`);
+        }
+      };
+    }
+
+    lowestRungCheck(h, E) {
+      const frag = this.fragCurrent;
+      const part = this.partCurrent;
+      const media = h.media;
+      if (!frag || !media || !h.autoLevelEnabled || !this.bwEstimator) return;
+      const stats = part ? part.stats : frag.stats;
+      const lowest = h.minAutoLevel;
+      // Only where hls.js's own rule has no candidate; above that it decides.
+      if (frag.level !== lowest + 1 || stats.aborted) return;
+      if (stats.loaded && stats.loaded === stats.total) return;
+      if (h.loadLevel < frag.level) return; // already switching down
+      if (media.paused || !media.readyState) return;
+      const now = performance.now();
+      const duration = part ? part.duration : frag.duration;
+      const timeLoading = now - stats.loading.start;
+      const ttfbEstimate = this.bwEstimator.getEstimateTTFB();
+      if (timeLoading <= Math.max(ttfbEstimate, (1000 * duration) / 2)) return;
+      // No byte yet: a preload-hinted part is held by the node until it exists. Wait.
+      if (!stats.loading.first || !stats.loaded) return;
+      const ttfb = stats.loading.first - stats.loading.start;
+      const rate = (stats.loaded * 1000) / Math.max(1, timeLoading - ttfb); // bytes/s
+      const level = h.levels[frag.level];
+      const expected = Math.max(
+        stats.loaded,
+        (duration * (frag.bitrate || level.averageBitrate || level.bitrate)) / 8,
+      );
+      const remaining = (expected - stats.loaded) / rate; // s
+      const info = h.mainForwardBufferInfo;
+      const buffer = info ? info.len : bufferAhead();
+      // Either this part will not make it before the buffer runs dry (hls.js's test), or it has
+      // been arriving for longer than it plays: the link is slower than real time for this
+      // rung, and the parts queued behind it (and the blocking playlist reloads) will be too.
+      const behind = timeLoading - ttfb > 1000 * duration && rate * 8 < level.bitrate;
+      if (!behind && remaining <= buffer) return;
+      const low = h.levels[lowest];
+      // Its playlist (a live rung's details are stale) and its part, each a round trip.
+      const lowDelay = (2 * ttfbEstimate) / 1000 + (duration * low.maxBitrate) / (rate * 8);
+      if (!behind && (lowDelay >= remaining || lowDelay > duration * 10)) return;
+      hc.emergencies.push({ at: Math.round(now), from: frag.level, to: lowest, behind,
+        rateKbps: Math.round((rate * 8) / 1000), bufferMs: Math.round(buffer * 1000) });
+      if (hc.emergencies.length > 20) hc.emergencies.shift();
+      h.nextLoadLevel = h.nextAutoLevel = lowest;
+      this.resetEstimator(Math.min(rate * 8, low.bitrate));
+      this.clearTimer();
+      frag.abortRequests();
+      this.fragCurrent = this.partCurrent = null;
+      h.trigger(E.FRAG_LOAD_EMERGENCY_ABORTED, { frag, part, stats });
+    }
+  };
+}
+
 function startHls(Hls, gen) {
   hc.player = 'hls.js';
+  const E = Hls.Events;
   const h = new Hls({
     lowLatencyMode: true,
     backBufferLength: 30,
     cmcd: { sessionId: sid, contentId: stream, useHeaders: true },
+    abrController: abrWithLowestRung(Hls, E),
   });
   hls = h;
-  const E = Hls.Events;
   h.on(E.MANIFEST_PARSED, () => {
     if (gen !== generation) return;
     updateLevels();
