@@ -14,7 +14,7 @@ use hivecast_actors::transcode::TranscoderFault;
 use hivecast_actors::types::{unix_ms_now, Epoch, StreamName, StreamStatus};
 use ractor::{Actor, ActorRef};
 use tokio::sync::mpsc;
-use tracing::{info_span, warn};
+use tracing::{debug, info_span, warn};
 
 use crate::cluster::Cluster;
 use crate::config::Config;
@@ -314,7 +314,18 @@ impl App {
             } else {
                 format!("registry closed the session ({status})")
             };
-            warn!(stream = %stream, epoch = l.epoch.0, reason = %why, "fencing: stopping the local tree");
+            // A tree that ended on its own (its media over, then its final status written) hears
+            // of that status too: nothing is fenced then, the abort only hurries its last step.
+            let finishing = closed
+                && self
+                    .store
+                    .get(stream.as_str())
+                    .is_some_and(|m| m.epoch == l.epoch && m.is_over());
+            if finishing {
+                debug!(stream = %stream, epoch = l.epoch.0, reason = %why, "the local tree is finishing");
+            } else {
+                warn!(stream = %stream, epoch = l.epoch.0, reason = %why, "fencing: stopping the local tree");
+            }
             let _ = l.supervisor.cast(SupervisorMsg::Abort(why));
         }
     }
