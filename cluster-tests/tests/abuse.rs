@@ -171,8 +171,10 @@ async fn slowloris_connections_are_closed_after_the_header_timeout() {
 
     let addr = node.http_addr();
     let started = Instant::now();
+    let connected = Arc::new(AtomicU64::new(0));
     let mut drippers = Vec::new();
     for _ in 0..CONNS {
+        let connected = connected.clone();
         drippers.push(tokio::spawn(async move {
             // How long each connection lived; `None` if one outlived 10 s.
             let mut lives = Vec::new();
@@ -181,6 +183,7 @@ async fn slowloris_connections_are_closed_after_the_header_timeout() {
                     tokio::time::sleep(Duration::from_millis(100)).await; // backoff
                     continue;
                 };
+                connected.fetch_add(1, Ordering::Relaxed);
                 let opened = Instant::now();
                 let head = b"GET /cmaf/legit/source/index.m3u8 HTTP/1.1\r\nHost: x\r\nX-Slow: ";
                 let mut buf = [0u8; 512];
@@ -215,7 +218,12 @@ async fn slowloris_connections_are_closed_after_the_header_timeout() {
         }));
     }
     // The viewers meanwhile, once every dripper is connected and waiting.
-    tokio::time::sleep(Duration::from_secs(1)).await; // let the 1,000 connect
+    wait_until(
+        "every dripper connected",
+        Duration::from_secs(10),
+        async || (connected.load(Ordering::Relaxed) >= CONNS as u64).then_some(()),
+    )
+    .await;
     let attacked = llhls_quality(&node, "legit", 5, 6).await;
     let mem_attacked = node_memory_mb(&node);
     let mut lives = Vec::new();

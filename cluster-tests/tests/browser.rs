@@ -12,7 +12,7 @@
 
 use std::time::{Duration, Instant};
 
-use cluster_tests::browser::Browser;
+use cluster_tests::browser::{Browser, Page};
 use cluster_tests::*;
 use serde_json::{json, Value};
 
@@ -48,6 +48,17 @@ fn viewers(v: &Value) -> u64 {
 
 fn ms(d: Duration) -> u64 {
     d.as_millis() as u64
+}
+
+/// Waits until the player page shows `rendition`; panics saying `what`, with the page's console.
+async fn wait_rendition(player: &Page, rendition: &str, deadline: Duration, what: &str) {
+    player
+        .wait_for(
+            &format!("window.hivecast.rendition === '{rendition}'"),
+            deadline,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{what}: {e:#}\n{:?}", player.console()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -189,18 +200,13 @@ async fn a_viewer_plays_switches_down_and_leaves_and_the_dashboard_follows() {
         .emulate_network(20.0, 50_000.0, 50_000.0)
         .await
         .expect("throttle");
-    player
-        .wait_for(
-            "window.hivecast.rendition === '180p'",
-            Duration::from_secs(15),
-        )
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "hls.js switches down after the throttle: {e:#}\n{:?}",
-                player.console()
-            )
-        });
+    wait_rendition(
+        &player,
+        "180p",
+        Duration::from_secs(15),
+        "hls.js switches down after the throttle",
+    )
+    .await;
     let switch_down_ms = ms(throttled.elapsed());
     let state = player
         .eval("JSON.stringify(window.hivecast)")
@@ -255,18 +261,13 @@ async fn a_viewer_plays_switches_down_and_leaves_and_the_dashboard_follows() {
     // The emergency restarts the bandwidth estimate low; once the network is back, the ABR
     // climbs back to the top rendition.
     let unthrottled = Instant::now();
-    player
-        .wait_for(
-            "window.hivecast.rendition === '360p'",
-            Duration::from_secs(20),
-        )
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "hls.js back at 360p after the throttle lifts: {e:#}\n{:?}",
-                player.console()
-            )
-        });
+    wait_rendition(
+        &player,
+        "360p",
+        Duration::from_secs(20),
+        "hls.js back at 360p after the throttle lifts",
+    )
+    .await;
     let switch_up_ms = ms(unthrottled.elapsed());
 
     player

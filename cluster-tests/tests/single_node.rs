@@ -925,11 +925,12 @@ async fn playlists_keep_answering_through_a_publisher_reconnect() {
                     Err(_) => 0,
                 };
                 answers.push(code);
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                tokio::time::sleep(Duration::from_millis(50)).await; // pacing of the poll
             }
             (path, answers)
         }));
     }
+    // Measurement window: the pollers see the gap itself before the broadcaster comes back.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let _publisher = Publisher::ffmpeg(&node.rtmp_url(&key.key), PublishOpts::default());
     let epoch2 = wait_until("a new ACTIVE session", LIVE_DEADLINE, async || {
@@ -971,6 +972,7 @@ async fn playlists_keep_answering_through_a_publisher_reconnect() {
             assert_eq!(code, 200, "{dir}/{} after the re-publish", seg.uri);
         }
     }
+    // Measurement window: a few more polls once the new session is listed everywhere.
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     for p in pollers {
