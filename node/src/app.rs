@@ -316,15 +316,16 @@ impl App {
             };
             // A tree that ended on its own (its media over, then its final status written) hears
             // of that status too: nothing is fenced then, the abort only hurries its last step.
-            let finishing = closed
-                && self
-                    .store
-                    .get(stream.as_str())
-                    .is_some_and(|m| m.epoch == l.epoch && m.is_over());
-            if finishing {
+            let media = self.store.session(stream.as_str(), l.epoch);
+            if media.as_ref().is_some_and(|m| m.is_over()) {
                 debug!(stream = %stream, epoch = l.epoch.0, reason = %why, "the local tree is finishing");
             } else {
                 warn!(stream = %stream, epoch = l.epoch.0, reason = %why, "fencing: stopping the local tree");
+                // Still live here while the cluster had given up on it: never offered again,
+                // not even as the previous session across the newer one's first seconds.
+                if let Some(m) = media {
+                    m.revoke();
+                }
             }
             let _ = l.supervisor.cast(SupervisorMsg::Abort(why));
         }

@@ -94,6 +94,9 @@ pub struct StreamMedia {
     ended: AtomicBool,
     /// The session failed; see [`StreamMedia::interrupt`].
     interrupted: AtomicBool,
+    /// The registry closed this session while it was still live here; see
+    /// [`StreamMedia::revoke`].
+    revoked: AtomicBool,
     /// The video renditions this session will have, in master-playlist order, once decided
     /// (source passthrough and/or the transcoded ladder). Masters and the MPD wait for all.
     video_renditions: RwLock<Option<Vec<RenditionId>>>,
@@ -117,6 +120,7 @@ impl StreamMedia {
             mpd: Mutex::new(None),
             ended: AtomicBool::new(false),
             interrupted: AtomicBool::new(false),
+            revoked: AtomicBool::new(false),
             video_renditions: RwLock::new(None),
             feed: broadcast::channel(FEED_CAPACITY).0,
             previous: Mutex::new(None),
@@ -129,11 +133,13 @@ impl StreamMedia {
     /// 404), and a player still working through the previous session's last segments gets
     /// them (their names carry that session's epoch, so no cache can mix them up). Dropped,
     /// with its media, once every track of this session has a full live window.
+    /// A revoked session (see [`StreamMedia::revoke`]) is never offered.
     pub fn previous(&self) -> Option<Arc<StreamMedia>> {
         self.previous
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+            .filter(|p| !p.is_revoked())
     }
 
     /// Keep `old` as [`StreamMedia::previous`] (never a chain: `old` lets go of its own).
@@ -317,6 +323,20 @@ impl StreamMedia {
         self.render_mpd();
     }
 
+    /// The registry closed or superseded this session while it was still live on this node
+    /// (the node was frozen or cut off and has just caught up): what it recorded since the
+    /// cluster gave up on it is not the stream's, so besides being interrupted it is never
+    /// offered as a newer session's [`StreamMedia::previous`].
+    pub fn revoke(&self) {
+        self.revoked.store(true, Ordering::Release);
+        self.interrupt();
+    }
+
+    /// Whether the session was revoked (see [`StreamMedia::revoke`]).
+    pub fn is_revoked(&self) -> bool {
+        self.revoked.load(Ordering::Acquire)
+    }
+
     /// Whether the session failed (see [`StreamMedia::interrupt`]).
     pub fn is_interrupted(&self) -> bool {
         self.interrupted.load(Ordering::Acquire)
@@ -404,6 +424,21 @@ impl SegmentStore {
         }
     }
 
+    /// Session `epoch` of a stream, whether it is the current one or already the previous
+    /// of a newer one (revoked or not).
+    pub fn session(&self, name: &str, epoch: Epoch) -> Option<Arc<StreamMedia>> {
+        let current = self.get(name)?;
+        if current.epoch == epoch {
+            return Some(current);
+        }
+        let previous = current
+            .previous
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        previous.filter(|p| p.epoch == epoch)
+    }
+
     /// All sessions.
     pub fn all(&self) -> Vec<Arc<StreamMedia>> {
         self.streams
@@ -479,5 +514,38 @@ mod tests {
         }
         segment(&third, &t3, 2 * 180_000);
         assert!(third.previous().is_none(), "kept past a full window");
+    }
+
+    /// A session the registry closed while it was live here is never offered as the previous
+    /// session, whether it is revoked before or after the newer session arrives.
+    #[test]
+    fn a_revoked_session_is_never_the_previous() {
+        let store = SegmentStore::new();
+        let first = session(1, 0);
+        store.insert(first.clone());
+        let second = session(2, 5);
+        store.insert(second.clone());
+        assert!(second.previous().is_some());
+        store
+            .session("live", Epoch(1))
+            .expect("the previous")
+            .revoke();
+        assert!(first.is_over() && first.is_revoked());
+        assert!(second.previous().is_none());
+
+        let third = session(3, 10);
+        store.insert(third.clone());
+        store
+            .session("live", Epoch(3))
+            .expect("the current")
+            .revoke();
+        let fourth = session(4, 15);
+        store.insert(fourth.clone());
+        assert!(fourth.previous().is_none());
+        assert!(
+            store.session("live", Epoch(9)).is_none(),
+            "an unknown epoch"
+        );
+        assert!(store.session("live", Epoch(1)).is_none(), "no chain");
     }
 }

@@ -145,8 +145,19 @@ async fn media_of(app: &Arc<App>, stream: &str) -> Result<Arc<StreamMedia>, ApiE
     if let (Some(m), Some((epoch, status))) = (&held, current) {
         if m.epoch.0 == epoch && !status.is_live() && !m.is_over() {
             // The registry closed this session (a fenced origin, a replica whose origin died)
-            // and the local fencing has not run yet: it is not live any more.
-            m.interrupt();
+            // and the local fencing has not run yet: it is not live any more. A local tree's
+            // is revoked, as the fencing would (see `App::fence`).
+            let local = app
+                .live
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&name)
+                .is_some_and(|l| l.epoch == m.epoch);
+            if local {
+                m.revoke();
+            } else {
+                m.interrupt();
+            }
         }
     }
     if let Some(m) = held {
@@ -155,6 +166,14 @@ async fn media_of(app: &Arc<App>, stream: &str) -> Result<Arc<StreamMedia>, ApiE
             // takes a Raft round trip; players retry a 503.
             return Err(ApiError::unavailable(
                 "this node is catching up with the cluster; retry",
+            ));
+        }
+        if m.is_revoked() {
+            // This node went on recording the session after the cluster had given up on it
+            // (`StreamMedia::revoke`): its copy is not the stream's. Players retry a 503 and
+            // get the stream's next session here once it exists.
+            return Err(ApiError::unavailable(
+                "this node's copy of the stream was superseded while it was cut off; retry",
             ));
         }
         return Ok(m);
