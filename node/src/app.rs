@@ -372,7 +372,12 @@ impl App {
                 }
                 let ended_at = match self.registry.stream(m.name.as_str()) {
                     Some(r) if r.epoch == m.epoch.0 => r.ended_at_ms,
-                    _ => Some(0), // superseded or unknown: drop it
+                    // Superseded: over at the latest when the newer session was claimed. Kept
+                    // from then on like an ended one, so the newer session, installed here a
+                    // moment after its claim, still finds it (`StreamMedia::previous`); it is
+                    // never served as current meanwhile (`http::playback::media_of`).
+                    Some(r) if r.epoch > m.epoch.0 => Some(r.started_at_ms.unwrap_or(0)),
+                    _ => Some(0), // unknown: drop it
                 };
                 if ended_at.is_some_and(|t| unix_ms_now() - t >= retention) {
                     self.store.remove(&m.name, m.epoch);

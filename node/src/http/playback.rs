@@ -134,13 +134,26 @@ async fn media_of(app: &Arc<App>, stream: &str) -> Result<Arc<StreamMedia>, ApiE
         if let Some(m) = app.replicas.fetch(&name, REPLICA_WAIT).await {
             return Ok(m);
         }
-        if held.is_some() {
-            // Never fall back to an older session while a newer one is live.
+        if let Some(m) = &held {
+            // The newer session was claimed on this node a moment ago and is being installed
+            // (`App::start_stream`): until it is, the session it replaces answers, as it will
+            // as that one's previous (`StreamMedia::previous`).
+            let claimed_here = app
+                .registry
+                .stream(name.as_str())
+                .is_some_and(|r| r.origin == app.registry.me.name);
+            if claimed_here && m.is_over() && !m.is_revoked() {
+                return Ok(m.clone());
+            }
+            // Never fall back to an older session while a newer one is live elsewhere.
             return Err(ApiError::unavailable(
                 "the stream's current session is not reachable from this node yet; retry",
             ));
         }
     }
+    // A superseded session still held here (kept for a moment as the next one's previous, see
+    // `App::sweep_ended`) is never the answer: the stream's newer session is over too.
+    let held = held.filter(|m| current.is_none_or(|(epoch, _)| m.epoch.0 >= epoch));
     app.replicas.touch(name.as_str());
     if let (Some(m), Some((epoch, status))) = (&held, current) {
         if m.epoch.0 == epoch && !status.is_live() && !m.is_over() {
