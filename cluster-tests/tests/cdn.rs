@@ -441,7 +441,7 @@ async fn ll_follower(edge: String, log: Log) {
     let plain = format!("{edge}{CMAF_VIDEO}");
     loop {
         let Some(f) = get(&http, &plain, true).await else {
-            tokio::time::sleep(Duration::from_millis(250)).await;
+            tokio::time::sleep(Duration::from_millis(250)).await; // a player's retry pace
             continue;
         };
         record(&log, &plain, &f, epochs_in(&f.body));
@@ -469,7 +469,7 @@ async fn ll_follower(edge: String, log: Log) {
                 // An answer without the part asked for (the session stopped): re-anchor.
                 Ok(n) if f.status == 200 && n.has_part(msn, part) => n,
                 _ => {
-                    tokio::time::sleep(Duration::from_millis(250)).await;
+                    tokio::time::sleep(Duration::from_millis(250)).await; // a player's retry pace
                     break;
                 }
             };
@@ -497,7 +497,7 @@ async fn poller(edge: String, log: Log) {
                 record(&log, url, &f, epochs_in(&f.body));
             }
         }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        tokio::time::sleep(Duration::from_millis(250)).await; // the polling player's reload period
     }
 }
 
@@ -509,7 +509,7 @@ async fn asker(edge: String, url: String, log: Log) {
         if let Some(f) = get(&http, &url, true).await {
             record(&log, &url, &f, epochs_in(&f.body));
         }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        tokio::time::sleep(Duration::from_millis(250)).await; // the asker's period
     }
 }
 
