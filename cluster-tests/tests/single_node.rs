@@ -444,6 +444,41 @@ async fn gstreamer_plays_dash() {
     eprintln!("gst playbin DASH: {played:?}");
 }
 
+/// Issue 2 tests, a viewer joining a stream that has run longer than its playlist window (the usual
+/// case; the tests above join a stream seconds old): GStreamer plays the HLS (TS) playlists with
+/// `playbin`, and both HLS and LL-HLS with `playbin3`.
+///
+/// Not covered, because GStreamer 1.22 (Debian bookworm) cannot: `playbin`'s hlsdemux with CMAF
+/// segments keeps the media's decode times (tfdt) under a segment that starts at 0, so its clocked
+/// sinks wait as long as the stream has run; and both dashdemux versions, joining a SegmentTimeline
+/// whose first entry is not at time 0 (any sliding window), add that entry's start twice and wait
+/// for a segment that far in the future (`gst_mpd_client_stream_seek`). README, "Watch".
+#[tokio::test]
+async fn gstreamer_joins_a_stream_older_than_its_window() {
+    let opts = NodeOpts {
+        segment_target_ms: 1000,
+        window_segments: 3,
+        ..NodeOpts::default()
+    };
+    let (node, _key, _publisher) = start_live(opts, STREAM).await;
+    // Segment 6 complete in a window of 3: segments 0 to 2 (at least) have left the playlists.
+    for path in [ts_media(STREAM), cmaf_video(STREAM)] {
+        let playlist = wait_msn(&node, &path, 6, Duration::from_secs(30)).await;
+        assert!(playlist.media_sequence >= 3, "{path}: {playlist:?}");
+    }
+    for (element, path) in [
+        ("playbin", ts_master(STREAM)),
+        ("playbin3", ts_master(STREAM)),
+        ("playbin3", cmaf_master(STREAM)),
+    ] {
+        let url = format!("{}{path}", node.http_url());
+        let played = gst_play_with(element, &url, GST_FRAMES, GST_LIMIT)
+            .await
+            .unwrap_or_else(|e| panic!("{element}: {e}"));
+        eprintln!("gst {element} {path}: {played:?}");
+    }
+}
+
 /// Issue 2 §3: a GStreamer `rtmp2sink` publisher is accepted; its stop unpublishes cleanly.
 #[tokio::test]
 async fn gstreamer_rtmp2sink_publisher_works() {
