@@ -188,6 +188,7 @@ async fn run(config: Option<std::path::PathBuf>) -> anyhow::Result<()> {
     let mut https = https_listener.map(|l| {
         tokio::spawn(http::server::serve(
             l,
+            app.clone(),
             router.clone(),
             limits,
             "https",
@@ -202,6 +203,7 @@ async fn run(config: Option<std::path::PathBuf>) -> anyhow::Result<()> {
     };
     let server = http::server::serve(
         http::zerocopy::ViewerListener(http),
+        app.clone(),
         plain,
         limits,
         "http",

@@ -310,6 +310,23 @@ pub fn cors_layer(cfg: &CacheSection) -> CorsLayer {
         .vary(Vec::<HeaderName>::new())
 }
 
+/// What [`cors_layer`] adds to the answer of a `GET` that is not a preflight, for the viewer
+/// media answered without the router ([`super::playback::fast_media`]): the same
+/// `Access-Control-Allow-Origin` (whether or not the request has an `Origin`) and
+/// `Access-Control-Expose-Headers`. Test: `cors_headers_match_the_layer`.
+pub fn cors_headers(cfg: &CacheSection, headers: &mut HeaderMap) {
+    let origin = if cfg.allow_origin == "*" {
+        HeaderValue::from_static("*")
+    } else {
+        header_value(cfg.allow_origin.clone())
+    };
+    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+    headers.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("age,date"),
+    );
+}
+
 /// Whether `s` can be `cache.allow_origin`: `*` or one serialized origin
 /// (`scheme://host[:port]`, RFC 6454 6.2), which is a valid header value by construction.
 pub fn valid_allow_origin(s: &str) -> bool {
@@ -641,6 +658,45 @@ mod tests {
             "* ",
         ] {
             assert!(!valid_allow_origin(bad), "{bad}");
+        }
+    }
+
+    /// `cors_headers` adds what the CORS layer adds to a plain `GET`, with and without `Origin`,
+    /// for `*` and for one configured origin.
+    #[tokio::test]
+    async fn cors_headers_match_the_layer() {
+        use tower::ServiceExt;
+        for allow in ["*", "https://player.example.com"] {
+            let mut c = cfg();
+            c.allow_origin = allow.into();
+            for origin in [None, Some("https://elsewhere.example")] {
+                let router = axum::Router::new()
+                    .route("/x", axum::routing::get(|| async { "x" }))
+                    .layer(cors_layer(&c));
+                let mut req = axum::http::Request::get("/x");
+                if let Some(o) = origin {
+                    req = req.header(header::ORIGIN, o);
+                }
+                let layered = router
+                    .oneshot(req.body(axum::body::Body::empty()).unwrap())
+                    .await
+                    .unwrap();
+                let mut ours = HeaderMap::new();
+                cors_headers(&c, &mut ours);
+                let cors = |h: &HeaderMap| -> Vec<(String, String)> {
+                    let mut v: Vec<_> = h
+                        .iter()
+                        .filter(|(k, _)| {
+                            k.as_str().starts_with("access-control-") || *k == header::VARY
+                        })
+                        .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_string()))
+                        .collect();
+                    v.sort();
+                    v
+                };
+                assert_eq!(cors(&ours), cors(layered.headers()), "{allow} {origin:?}");
+                assert!(!cors(&ours).is_empty());
+            }
         }
     }
 }

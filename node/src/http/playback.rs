@@ -465,6 +465,64 @@ async fn hls_object(
     resp.map(|r| sent(guard, r))
 }
 
+/// A viewer's media request, answered without the router (issue 7: at 10,000 viewers the router's
+/// boxed route, CORS and trace futures were a tenth of the node's CPU). `None` unless the request
+/// is a `GET` of `/hls/{stream}/{rendition}/{file}` or `/cmaf/{stream}/{rendition}/{file}` whose path
+/// needs no percent-decoding and that carries no `Authorization` (which `tls.admin_https_only`
+/// refuses on the plain port); everything else goes through the router. The answer is the one
+/// `hls_file`/`cmaf_file` give behind the CORS layer (`cache::cors_headers`), without the trace
+/// layer's per-request span and the router's 30 s timeout (every wait here has its own deadline,
+/// [`block_deadline`]). Tests: `fast_path_*` below, and every black-box viewer test.
+pub async fn fast_media<B>(
+    app: &Arc<App>,
+    req: &axum::http::Request<B>,
+    peer: std::net::SocketAddr,
+) -> Option<Response> {
+    let (format, stream, rendition, file) = fast_route(req)?;
+    let query = req.uri().query();
+    let headers = req.headers();
+    let viewer = who::identify(headers, query, Some(&peer.ip().to_string()));
+    let answer = match check_token(app, stream, None) {
+        Err(e) => Err(e),
+        Ok(_) => {
+            let query = query.map(str::to_owned);
+            match format {
+                TrackFormat::Ts => {
+                    hls_object(app, stream, rendition, file, query, &viewer, headers).await
+                }
+                TrackFormat::Cmaf => {
+                    cmaf_object(app, stream, rendition, file, query, &viewer, headers).await
+                }
+            }
+        }
+    };
+    let mut resp = answer.unwrap_or_else(axum::response::IntoResponse::into_response);
+    cache::cors_headers(&app.config.cache, resp.headers_mut());
+    Some(resp)
+}
+
+/// The format, stream, rendition and file a request for [`fast_media`] names.
+fn fast_route<B>(req: &axum::http::Request<B>) -> Option<(TrackFormat, &str, &str, &str)> {
+    if req.method() != axum::http::Method::GET || req.headers().contains_key(header::AUTHORIZATION)
+    {
+        return None;
+    }
+    let path = req.uri().path();
+    if path.contains('%') {
+        return None;
+    }
+    let (format, rest) = if let Some(rest) = path.strip_prefix("/hls/") {
+        (TrackFormat::Ts, rest)
+    } else {
+        (TrackFormat::Cmaf, path.strip_prefix("/cmaf/")?)
+    };
+    let mut parts = rest.split('/');
+    let (stream, rendition, file) = (parts.next()?, parts.next()?, parts.next()?);
+    let plain = |s: &str| !s.is_empty() && !s.starts_with('~');
+    (parts.next().is_none() && plain(stream) && plain(rendition) && plain(file))
+        .then_some((format, stream, rendition, file))
+}
+
 /// The session and track that answer for `file` (already parsed as `name`) of `rendition`:
 /// the current session's, except across a re-publish (see [`StreamMedia::previous`]):
 /// - a media object named with the previous session's epoch comes from the previous session;
@@ -680,4 +738,54 @@ async fn playlist(
         cache::M3U8,
         &version,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(method: &str, uri: &str, auth: bool) -> Option<(TrackFormat, String, String, String)> {
+        let mut req = axum::http::Request::builder().method(method).uri(uri);
+        if auth {
+            req = req.header(header::AUTHORIZATION, "Bearer x");
+        }
+        let req = req.body(()).unwrap();
+        fast_route(&req).map(|(f, s, r, n)| (f, s.into(), r.into(), n.into()))
+    }
+
+    /// The media objects of both formats take the fast path, query and all; masters, MPDs,
+    /// signed URLs, percent-encoded paths, other methods and credentials go to the router.
+    #[test]
+    fn fast_path_takes_only_plain_media_gets() {
+        let own = |f, s: &str, r: &str, n: &str| Some((f, s.into(), r.into(), n.into()));
+        assert_eq!(
+            route("GET", "/hls/demo/480p/1-2.ts", false),
+            own(TrackFormat::Ts, "demo", "480p", "1-2.ts")
+        );
+        assert_eq!(
+            route(
+                "GET",
+                "/cmaf/demo/source/index.m3u8?_HLS_msn=3&_HLS_part=1",
+                false
+            ),
+            own(TrackFormat::Cmaf, "demo", "source", "index.m3u8")
+        );
+        for (method, uri, auth) in [
+            ("GET", "/hls/demo/master.m3u8", false),
+            ("GET", "/cmaf/demo/manifest.mpd", false),
+            ("GET", "/cmaf/demo/~tok/source/1-2.m4s", false),
+            ("GET", "/cmaf/demo/source/~x", false),
+            ("GET", "/hls/de%6Do/480p/1-2.ts", false),
+            ("GET", "/hls/demo//1-2.ts", false),
+            ("GET", "/hls/demo/480p/1-2.ts/", false),
+            ("GET", "/hls/demo/480p/", false),
+            ("HEAD", "/hls/demo/480p/1-2.ts", false),
+            ("OPTIONS", "/cmaf/demo/source/1-2.m4s", false),
+            ("GET", "/hls/demo/480p/1-2.ts", true),
+            ("GET", "/v1/streams/demo/x", false),
+            ("GET", "/hlsx/demo/480p/1-2.ts", false),
+        ] {
+            assert_eq!(route(method, uri, auth), None, "{method} {uri} auth={auth}");
+        }
+    }
 }

@@ -13,6 +13,7 @@
 //! setting a client must not send extended CONNECT (RFC 8441 §3), and browsers open WebSockets
 //! over HTTP/1.1, which works. It also offers no header-read timeout.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,13 +23,13 @@ use axum::extract::{ConnectInfo, Request};
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
 use tracing::{debug, warn};
 
 use super::zerocopy::PeerAddr;
+use crate::app::App;
 use crate::throttle::LogEvery;
 
 /// Limits of one server.
@@ -40,11 +41,13 @@ pub struct Limits {
     pub max_connections: usize,
 }
 
-/// Serves `router` on `listener` until `shutdown` completes; then stops accepting, asks every open
+/// Serves `router` on `listener` until `shutdown` completes (viewers' media requests are answered
+/// by [`super::playback::fast_media`] without the router); then stops accepting, asks every open
 /// connection to finish (HTTP/1.1: after its current response; HTTP/2: GOAWAY) and returns once
 /// they have. The caller bounds that wait.
 pub async fn serve<L>(
     mut listener: L,
+    app: Arc<App>,
     router: Router,
     limits: Limits,
     scheme: &'static str,
@@ -75,15 +78,20 @@ pub async fn serve<L>(
             drop(io);
             continue;
         };
-        let service = router
-            .clone()
-            .map_request(move |mut req: Request<hyper::body::Incoming>| {
+        let (app, router) = (app.clone(), router.clone());
+        let service = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
+            let (app, router) = (app.clone(), router.clone());
+            async move {
+                if let Some(resp) = super::playback::fast_media(&app, &req, peer).await {
+                    return Ok::<_, Infallible>(resp);
+                }
                 // What handlers read as `ConnectInfo<PeerAddr>`.
                 req.extensions_mut().insert(ConnectInfo(PeerAddr(peer)));
-                req
-            });
+                router.oneshot(req).await
+            }
+        });
         let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service))
+            .serve_connection_with_upgrades(TokioIo::new(io), service)
             .into_owned();
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
