@@ -213,12 +213,14 @@ async fn llhls_playlists_have_the_low_latency_tags() {
         .unwrap_or_else(|| panic!("no epoch in {status}"));
 
     // Master: EXT-X-MEDIA audio group and a variant that references it (m3u8-rs parses it).
-    // The master appears with the first media (it carries CODECS), not at ACTIVE.
+    // The master appears once every track has its first segment (it carries CODECS and the
+    // audio group's URI), not at ACTIVE: the audio track's first CMAF segment can close a
+    // moment after the video's (CI saw a 404 between the two).
     wait_segments(&node, &cmaf_video(STREAM), 1).await;
-    let master_text = node
-        .get_ok_text(&cmaf_master(STREAM))
-        .await
-        .expect("CMAF master 200");
+    let master_text = wait_until("the CMAF master", Duration::from_secs(10), async || {
+        node.get_ok_text(&cmaf_master(STREAM)).await
+    })
+    .await;
     let master = parse_master(&master_text).expect("m3u8-rs parses the CMAF master");
     let audio = master
         .alternatives
@@ -237,10 +239,10 @@ async fn llhls_playlists_have_the_low_latency_tags() {
         .find(|v| v.uri.split('?').next() == Some("source/index.m3u8"))
         .unwrap_or_else(|| panic!("no variant source/index.m3u8:\n{master_text}"));
     assert_eq!(variant.audio.as_deref(), Some("aud"), "{master_text}");
-    let ts_master_text = node
-        .get_ok_text(&ts_master(STREAM))
-        .await
-        .expect("HLS master 200");
+    let ts_master_text = wait_until("the HLS master", Duration::from_secs(10), async || {
+        node.get_ok_text(&ts_master(STREAM)).await
+    })
+    .await;
     let ts_master = parse_master(&ts_master_text).expect("m3u8-rs parses the HLS master");
     assert!(
         ts_master
