@@ -143,6 +143,12 @@ pub struct HttpSection {
     /// the open-files limit (the node raises its soft limit to the hard one at start).
     #[serde(default = "default_http_connections")]
     pub max_connections: usize,
+    /// Threads that serve the plain HTTP port's connections, each with its own single-threaded
+    /// runtime (`http::server::ConnThreads`); 0: half the cores, at least one. Viewers' media
+    /// requests are answered there; other requests on those connections hop to the node's
+    /// shared runtime, which also serves the HTTPS port.
+    #[serde(default)]
+    pub threads: usize,
 }
 
 fn default_header_read_timeout() -> u64 {

@@ -184,6 +184,7 @@ async fn run(config: Option<std::path::PathBuf>) -> anyhow::Result<()> {
     let limits = http::server::Limits {
         header_read_timeout: std::time::Duration::from_millis(cfg.http.header_read_timeout_ms),
         max_connections: cfg.http.max_connections,
+        threads: 0,
     };
     let mut https = https_listener.map(|l| {
         tokio::spawn(http::server::serve(
@@ -201,11 +202,19 @@ async fn run(config: Option<std::path::PathBuf>) -> anyhow::Result<()> {
     } else {
         router
     };
+    // Half the cores by default: the rest ingest, transcode and package (nginx-rtmp's worker
+    // model, but leaving room for the ladder).
+    let threads = match cfg.http.threads {
+        0 => std::thread::available_parallelism()
+            .map_or(1, |n| n.get() / 2)
+            .max(1),
+        n => n,
+    };
     let server = http::server::serve(
         http::zerocopy::ViewerListener(http),
         app.clone(),
         plain,
-        limits,
+        http::server::Limits { threads, ..limits },
         "http",
         stopped(),
     );

@@ -370,6 +370,8 @@ pub struct Replicas {
     /// This node's configuration: a replica's playlists are rendered with this node's CDN
     /// setting ([`Config::url_base_for`]).
     config: Config,
+    /// The runtime replicas run on (the one this was made on).
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 enum Ended {
@@ -389,6 +391,7 @@ impl Replicas {
             store,
             subs: Mutex::new(HashMap::new()),
             config,
+            runtime: tokio::runtime::Handle::try_current().ok(),
         })
     }
 
@@ -432,7 +435,13 @@ impl Replicas {
                 let last_access = Arc::new(Mutex::new(Instant::now()));
                 let me = self.clone();
                 let (s, la) = (stream.clone(), last_access.clone());
-                let task = tokio::spawn(async move { me.run(s, epoch, addr, transport, la).await });
+                let run = async move { me.run(s, epoch, addr, transport, la).await };
+                // On the node's runtime, whichever thread the viewer's request came in on
+                // (`http::server::ConnThreads`): the replica outlives the request.
+                let task = match &self.runtime {
+                    Some(rt) => rt.spawn(run),
+                    None => tokio::spawn(run),
+                };
                 subs.insert(
                     stream.clone(),
                     Sub {

@@ -258,9 +258,7 @@ async fn prometheus(State(app): State<Arc<App>>) -> Response {
             "hivecast_tokio_alive_tasks",
             "gauge",
             "Tasks alive in the node's tokio runtime (connections, requests, streams, timers).",
-            tokio::runtime::Handle::current()
-                .metrics()
-                .num_alive_tasks() as f64,
+            super::server::alive_tasks() as f64,
         ),
         (
             "hivecast_beacons_total",

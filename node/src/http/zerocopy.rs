@@ -86,6 +86,20 @@ impl ViewerStream {
     }
 }
 
+impl crate::http::server::Rehome for ViewerStream {
+    fn movable(&self) -> bool {
+        true
+    }
+
+    fn detach(self) -> io::Result<std::net::TcpStream> {
+        self.0.into_std()
+    }
+
+    fn attach(socket: std::net::TcpStream) -> io::Result<Self> {
+        TcpStream::from_std(socket).map(Self)
+    }
+}
+
 impl AsyncRead for ViewerStream {
     fn poll_read(
         mut self: Pin<&mut Self>,
