@@ -62,7 +62,7 @@ fn viewer(node: &Node, stream: &str, sid: &str, rendition: watch::Receiver<Strin
                 .header("CMCD-Object", "br=300,ot=v")
                 .send()
                 .await;
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            tokio::time::sleep(Duration::from_millis(300)).await; // the scripted player's reload pace
         }
     });
 }

@@ -87,16 +87,9 @@ impl ViewerStream {
 }
 
 impl crate::http::server::Rehome for ViewerStream {
-    fn movable(&self) -> bool {
-        true
-    }
-
-    fn detach(self) -> io::Result<std::net::TcpStream> {
-        self.0.into_std()
-    }
-
-    fn attach(socket: std::net::TcpStream) -> io::Result<Self> {
-        TcpStream::from_std(socket).map(Self)
+    fn rehome(self, rt: &tokio::runtime::Handle) -> Result<io::Result<Self>, Self> {
+        let _in = rt.enter();
+        Ok(self.0.into_std().and_then(TcpStream::from_std).map(Self))
     }
 }
 

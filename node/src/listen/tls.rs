@@ -508,16 +508,8 @@ impl TlsListener {
 /// TLS connections stay on the runtime that accepted them (the session state would have to move
 /// with the socket).
 impl crate::http::server::Rehome for TlsStream<TcpStream> {
-    fn movable(&self) -> bool {
-        false
-    }
-
-    fn detach(self) -> std::io::Result<std::net::TcpStream> {
-        Err(std::io::Error::other("a TLS connection does not move"))
-    }
-
-    fn attach(_: std::net::TcpStream) -> std::io::Result<Self> {
-        Err(std::io::Error::other("a TLS connection does not move"))
+    fn rehome(self, _: &tokio::runtime::Handle) -> Result<std::io::Result<Self>, Self> {
+        Err(self)
     }
 }
 
